@@ -94,11 +94,18 @@ def build_tiny(
     **overrides,
 ):
     """Build ``(model, tokenizer)``: a tiny random model of ``arch`` with seeded weights."""
-    _, model_cls, _ = _architectures()[arch] if arch in _architectures() else (None, None, None)
     config = tiny_config(arch, **overrides)
+    model_cls = _architectures()[arch][1]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = model_cls._from_config(config, attn_implementation=attn_implementation, dtype=dtype)
+        try:
+            model = model_cls._from_config(
+                config, attn_implementation=attn_implementation, dtype=dtype
+            )
+        except ValueError:
+            # Some architectures (Gemma 2) have no SDPA path: use the eager attention instead.
+            torch.manual_seed(seed)
+            model = model_cls._from_config(config, attn_implementation="eager", dtype=dtype)
     model.eval()
     return model, tiny_tokenizer()
 
