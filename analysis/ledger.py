@@ -1,0 +1,133 @@
+"""Compute ledger, trial status counts and what ASHA saved.
+
+GPU hours come from each trial's ``cost_gpu_s``; where that is 0 or missing (a CPU run, or a
+pruned trial that never wrote its final row) Ray's ``time_total_s`` (wall seconds) stands in, and
+the ``source`` column says which was used. ASHA's saving is the epochs its pruned trials did not
+run, over the full grid's epochs (trials x ``epochs``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from analysis.load import STATUSES
+from analysis.select import analysis_axes, select_configs
+
+
+def status_counts(trials: pd.DataFrame) -> pd.DataFrame:
+    """Trials per task and status (finished, pruned, errored, empty), with a total row."""
+    counts = (
+        trials.groupby("task")["status"]
+        .value_counts()
+        .unstack(fill_value=0)
+        .reindex(columns=list(STATUSES), fill_value=0)
+    )
+    counts["trials"] = counts.sum(axis=1)
+    counts.loc["total"] = counts.sum()
+    return counts.reset_index().rename(columns={"index": "task"})
+
+
+def _trial_seconds(trials: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    gpu = pd.to_numeric(trials.get("cost_gpu_s", pd.Series(math.nan, index=trials.index)))
+    wall = pd.to_numeric(trials.get("time_total_s", pd.Series(math.nan, index=trials.index)))
+    use_gpu = gpu.fillna(0) > 0
+    seconds = gpu.where(use_gpu, wall).fillna(0.0)
+    source = use_gpu.map({True: "gpu", False: "wall"})
+    return seconds, source
+
+
+def _grid_epochs(trials: pd.DataFrame) -> pd.Series:
+    """Epochs each trial would run in the full grid (its ``epochs`` config; run epochs if unknown)."""
+    full = pd.to_numeric(trials["max_epochs"], errors="coerce")
+    return full.fillna(trials["epochs_run"]).clip(lower=trials["epochs_run"])
+
+
+def ledger(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per task and in total: hours used (and their source), epochs run vs the full grid.
+
+    ``source`` is "cost_gpu_s" when every trial had GPU seconds, "time_total_s (wall)" when none
+    had (CPU runs), "mixed" otherwise. ``asha_saved`` = epochs pruned trials did not run / full
+    grid epochs; ``not_run`` also counts epochs early stopping skipped in finished trials.
+    """
+    seconds, source = _trial_seconds(trials)
+    frame = trials.assign(
+        _seconds=seconds,
+        _source=source,
+        _grid=_grid_epochs(trials),
+        _pruned_left=(_grid_epochs(trials) - trials["epochs_run"]).where(
+            trials["status"] == "pruned", 0.0
+        ),
+    )
+    rows = []
+    for task, group in [*frame.groupby("task", sort=True), ("total", frame)]:
+        sources = set(group["_source"])
+        label = (
+            "cost_gpu_s"
+            if sources == {"gpu"}
+            else "time_total_s (wall)"
+            if sources == {"wall"}
+            else "mixed"
+        )
+        grid = float(group["_grid"].sum())
+        run = float(group["epochs_run"].sum())
+        rows.append(
+            {
+                "task": task,
+                "trials": len(group),
+                "seconds": float(group["_seconds"].sum()),
+                "hours": float(group["_seconds"].sum()) / 3600.0,
+                "source": label,
+                "epochs_run": int(run),
+                "grid_epochs": int(grid),
+                "asha_saved": float(group["_pruned_left"].sum()) / grid if grid else math.nan,
+                "not_run": (grid - run) / grid if grid else math.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def asha_effect(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per task: pruned trials, epochs saved, and whether pruning changed the selection.
+
+    The last needs the full grid: the same (method, model, task, seed) run in another experiment
+    directory with every configuration finished (no pruning). ``compared`` counts such seeds and
+    ``same_selection`` those where both runs selected the same configuration.
+    """
+    grid = _grid_epochs(trials)
+    cell_axes = analysis_axes(trials)
+    per_exp = {
+        exp: select_configs(group, cell_axes)
+        for exp, group in trials.groupby("experiment", sort=False)
+    }
+    axes = [*cell_axes, "seed"]
+    full, pruned = {}, {}
+    for exp, group in trials.groupby("experiment", sort=False):
+        sel = per_exp[exp].set_index(axes)
+        for key, cell in group.groupby(axes, sort=False):
+            if key not in sel.index:
+                continue
+            chosen = sel.loc[key, "config_name"]
+            if isinstance(chosen, pd.Series):
+                chosen = chosen.iloc[0]
+            if (cell["status"] == "pruned").any():
+                pruned[key] = chosen
+            elif len(cell) > 1 and (cell["status"] == "finished").all():
+                full[key] = chosen
+    rows = []
+    for task, group in trials.groupby("task", sort=True):
+        keys = [k for k in pruned if k in full and k[axes.index("task")] == task]
+        g = grid[group.index]
+        rows.append(
+            {
+                "task": task,
+                "trials": len(group),
+                "pruned": int((group["status"] == "pruned").sum()),
+                "epochs_run": float(group["epochs_run"].sum()),
+                "grid_epochs": float(g.sum()),
+                "compared": len(keys),
+                "same_selection": sum(pruned[k] == full[k] for k in keys),
+            }
+        )
+    return pd.DataFrame(rows)

@@ -1,0 +1,381 @@
+"""Read Ray Tune experiment directories into a trials table and a per-epoch table.
+
+The layout (see docs/contracts.md, sweep): ``EXP/<trial_dir>/{params.json, result.json,
+progress.csv, error.txt?, checkpoint_00000N/}``. ``result.json`` holds one JSON object per line,
+one per ``tune.report``; ``progress.csv`` is the same history as CSV (used when result.json is
+missing). Local paths and the URIs the sweep writes to (``s3://``, ``gs://``, ``file://``) are
+read through ``pyarrow.fs``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+
+import pandas as pd
+from pyarrow import fs as pafs
+
+from analysis.errors import ExperimentDirError
+
+# Trial statuses (docs/contracts.md): finished if a row says so, errored if error.txt exists,
+# otherwise pruned by ASHA at the epoch of its last row. Two more, so nothing is mislabelled:
+# "unfinished" when Ray's experiment_state-*.json says the trial is still PENDING, RUNNING or
+# PAUSED (an interrupted or running sweep), and "empty" for a trial with no result row and no
+# error.txt that Ray does not list as pending (killed before its first report).
+STATUSES = ("finished", "pruned", "errored", "unfinished", "empty")
+_RAY_OPEN = {"PENDING", "RUNNING", "PAUSED"}
+# Top-level params.json keys that are not sweep axes.
+_NOT_AXES = ("hp", "fixed", "group", "config_name")
+KEY_COLUMNS = ("task", "seed", "model", "method")
+# Result keys of the final row copied to the trials table (besides test_* metrics).
+FINAL_KEYS = (
+    "num_selected_heads",
+    "trainable_params",
+    "cost_steps",
+    "cost_tokens",
+    "cost_wall_s",
+    "cost_gpu_s",
+    "cost_peak_mem_gb",
+)
+# Columns of the per-epoch table taken from each result row, in this order (others follow).
+EPOCH_KEYS = (
+    "epoch",
+    "step",
+    "train_loss",
+    "train_penalty",
+    "dev_loss",
+    "dev_score",
+    "open_gate_fraction",
+    "lr",
+    "run_status",
+    "training_iteration",
+    "time_total_s",
+)
+_CHECKPOINT = re.compile(r"^checkpoint_(\d+)$")
+
+
+def resolve(path: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and in-filesystem path of a local path or a URI (s3://, gs://, file://)."""
+    if "://" in path:
+        try:
+            return pafs.FileSystem.from_uri(path)
+        except Exception as err:  # pyarrow raises several types for bad or unsupported URIs
+            raise ExperimentDirError(f"cannot open experiment URI {path!r}: {err}") from err
+    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
+
+
+def join(root: str, name: str) -> str:
+    """Join a path or URI and a child name with '/' (what both pyarrow and POSIX accept)."""
+    return root.rstrip("/") + "/" + name
+
+
+def _read_text(fs: pafs.FileSystem, path: str) -> str:
+    with fs.open_input_stream(path) as stream:
+        return stream.read().decode("utf-8", errors="replace")
+
+
+def _children(fs: pafs.FileSystem, path: str) -> dict[str, pafs.FileInfo]:
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=False))
+    return {info.base_name: info for info in infos}
+
+
+def _flatten_params(params: dict) -> dict:
+    """Top-level keys, then the leaves of nested dicts (``hp``, ``fixed``) by their leaf name.
+
+    A leaf name seen twice with different values keeps the first and adds ``parent.leaf`` for
+    the other, so nothing is lost. Lists become JSON strings (one scalar per cell).
+    """
+    flat: dict = {}
+
+    def put(key: str, dotted: str, value) -> None:
+        if isinstance(value, (list, tuple)):
+            value = json.dumps(value)
+        if key in flat and flat[key] != value:
+            flat[dotted] = value
+        else:
+            flat.setdefault(key, value)
+
+    def walk(d: dict, prefix: str) -> None:
+        for key, value in d.items():
+            if not isinstance(value, dict):
+                put(key, prefix + key, value)
+        for key, value in d.items():
+            if isinstance(value, dict):
+                walk(value, prefix + key + ".")
+
+    walk(params, "")
+    if "config_name" not in flat:
+        hp = params.get("hp") if isinstance(params.get("hp"), dict) else {}
+        flat["config_name"] = hp.get("name", "default")
+    return flat
+
+
+def _result_rows(fs: pafs.FileSystem, trial: str, names: dict) -> list[dict]:
+    """The trial's reports, oldest first; nested values (Ray's ``config`` copy) are dropped."""
+    rows: list[dict] = []
+    if "result.json" in names:
+        text = _read_text(fs, join(trial, "result.json"))
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                # A trial killed mid-write leaves a truncated last line; the earlier rows stand.
+                continue
+            if isinstance(row, dict):
+                rows.append({k: v for k, v in row.items() if not isinstance(v, (dict, list))})
+    if not rows and "progress.csv" in names:
+        text = _read_text(fs, join(trial, "progress.csv"))
+        if text.strip():
+            frame = pd.read_csv(io.StringIO(text))
+            frame = frame[[c for c in frame.columns if not c.startswith("config/")]]
+            rows = [
+                {k: v for k, v in rec.items() if not (isinstance(v, float) and math.isnan(v))}
+                for rec in frame.to_dict("records")
+            ]
+    return rows
+
+
+def _num(value) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return out
+
+
+def _epoch_of(row: dict) -> float:
+    if "epoch" in row:
+        return _num(row["epoch"])
+    return _num(row.get("training_iteration"))
+
+
+def _summarise(rows: list[dict], error_text: str | None) -> dict:
+    """Status, best-epoch dev metrics, test metrics, head statistics and cost of one trial."""
+    finals = [r for r in rows if r.get("run_status") == "finished"]
+    final = finals[-1] if finals else None
+    running = [r for r in rows if r.get("run_status") != "finished"]
+    out: dict = {}
+    if final is not None:
+        out["status"] = "finished"
+    elif error_text is not None:
+        out["status"] = "errored"
+    elif rows:
+        out["status"] = "pruned"
+    else:
+        out["status"] = "empty"
+    epochs = [_epoch_of(r) for r in rows if not math.isnan(_epoch_of(r))]
+    out["epochs_run"] = max(epochs) if epochs else 0.0
+    out["pruned_epoch"] = _epoch_of(rows[-1]) if out["status"] == "pruned" else math.nan
+    out["error"] = None
+    if error_text is not None:
+        lines = [line.strip() for line in error_text.splitlines() if line.strip()]
+        out["error"] = (lines[-1] if lines else "error.txt is empty")[:500]
+
+    # Best epoch: the final row says which; a pruned trial's is its best dev_score so far.
+    best_row = None
+    if final is not None and not math.isnan(_num(final.get("best_epoch"))):
+        best_epoch = _num(final["best_epoch"])
+        best_row = next((r for r in running if _epoch_of(r) == best_epoch), final)
+    elif running or final is not None:
+        scored = [r for r in running if not math.isnan(_num(r.get("dev_score")))]
+        # The first of equal best scores; no dev_score at all (zero-shot): the final row.
+        best_row = max(scored, key=lambda r: _num(r["dev_score"])) if scored else final
+    out["best_epoch"] = _epoch_of(best_row) if best_row is not None else math.nan
+    if final is not None and not math.isnan(_num(final.get("best_dev_score"))):
+        out["best_dev_score"] = _num(final["best_dev_score"])
+    else:
+        out["best_dev_score"] = _num(best_row.get("dev_score")) if best_row else math.nan
+    if best_row is not None:
+        for key, value in best_row.items():
+            if key.startswith("dev_") and key != "dev_score":
+                out[key] = _num(value)
+    if final is not None:
+        for key, value in final.items():
+            if key.startswith("test_"):
+                out[key] = _num(value)
+        for key in FINAL_KEYS:
+            if key in final:
+                out[key] = _num(final[key])
+    last = rows[-1] if rows else {}
+    out["open_gate_fraction"] = _num(last.get("open_gate_fraction"))
+    out["time_total_s"] = _num(last.get("time_total_s"))
+    return out
+
+
+def _epoch_table_rows(rows: list[dict]) -> list[dict]:
+    """One row per epoch: the per-epoch report (the final row only where it is the sole one)."""
+    seen: set = set()
+    out = []
+    for row in rows:
+        epoch = _epoch_of(row)
+        if epoch in seen:
+            continue
+        seen.add(epoch)
+        entry = {k: row[k] for k in EPOCH_KEYS if k in row}
+        entry["epoch"] = epoch
+        entry.update({k: _num(v) for k, v in row.items() if k.startswith("dev_")})
+        out.append(entry)
+    return out
+
+
+def last_checkpoint(trial_path: str) -> str | None:
+    """Path (or URI) of the trial's highest-numbered ``checkpoint_00000N`` dir, or None."""
+    fs, path = resolve(trial_path)
+    try:
+        names = _children(fs, path)
+    except (FileNotFoundError, OSError):
+        return None
+    found = [
+        (int(m.group(1)), name)
+        for name, info in names.items()
+        if (m := _CHECKPOINT.match(name)) and info.type == pafs.FileType.Directory
+    ]
+    return join(trial_path, max(found)[1]) if found else None
+
+
+def read_gates(trial_path: str) -> pd.DataFrame | None:
+    """The trial's ``gates.csv`` (layer, head, gate_add, gate_mul, ...) from its last checkpoint.
+
+    None when there is no checkpoint or no gates.csv (zero-shot, pruned early, other methods).
+    """
+    ckpt = last_checkpoint(trial_path)
+    if ckpt is None:
+        return None
+    fs, path = resolve(join(ckpt, "gates.csv"))
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return None
+    frame = pd.read_csv(io.StringIO(_read_text(fs, path)))
+    if not {"layer", "head"} <= set(frame.columns):
+        return None
+    return frame
+
+
+def _ray_statuses(fs: pafs.FileSystem, root: str, top: dict) -> dict[str, str]:
+    """trial_id -> Ray's status (PENDING, RUNNING, PAUSED, TERMINATED, ERROR) from the newest
+    ``experiment_state-*.json``; empty when there is none or it cannot be read (it is optional:
+    statuses then come from the trial files alone)."""
+    names = sorted(n for n in top if n.startswith("experiment_state-") and n.endswith(".json"))
+    if not names:
+        return {}
+    try:
+        state = json.loads(_read_text(fs, join(root, names[-1])))
+        out = {}
+        for trial_json, _runtime in state["trial_data"]:
+            trial = json.loads(trial_json)
+            out[str(trial["trial_id"])] = str(trial["status"])
+        return out
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _looks_like_trial(names: dict) -> bool:
+    return "params.json" in names
+
+
+def load_experiment(exp_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Trials table (one row per trial) and epochs table (one row per trial and epoch)."""
+    fs, root = resolve(exp_dir)
+    try:
+        info = fs.get_file_info(root)
+    except OSError as err:  # remote storage unreachable or no credentials
+        raise ExperimentDirError(f"cannot read experiment directory {exp_dir}: {err}") from err
+    if info.type == pafs.FileType.NotFound:
+        raise ExperimentDirError(f"experiment directory {exp_dir} does not exist")
+    if info.type != pafs.FileType.Directory:
+        raise ExperimentDirError(
+            f"{exp_dir} is a file; expected a Ray Tune experiment directory "
+            "(one subdirectory per trial, each with params.json and result.json)"
+        )
+    top = _children(fs, root)
+    if _looks_like_trial(top):
+        raise ExperimentDirError(
+            f"{exp_dir} is a single trial directory (it holds params.json); pass the experiment "
+            "directory above it"
+        )
+    trial_dirs = []
+    for name, child in sorted(top.items()):
+        if child.type != pafs.FileType.Directory:
+            continue
+        names = _children(fs, join(root, name))
+        if _looks_like_trial(names):
+            trial_dirs.append((name, names))
+    if not trial_dirs:
+        shown = ", ".join(sorted(top)[:8]) or "nothing"
+        raise ExperimentDirError(
+            f"{exp_dir} is not a Ray Tune experiment directory: expected one subdirectory per "
+            "trial holding params.json and result.json or progress.csv (the layout "
+            f"`jola-ray sweep` writes), found {shown}"
+        )
+
+    ray_status = _ray_statuses(fs, root, top)
+    trials, epochs = [], []
+    for name, names in trial_dirs:
+        trial = join(root, name)
+        params_path = join(exp_dir, name + "/params.json")
+        try:
+            params = json.loads(_read_text(fs, join(trial, "params.json")))
+        except json.JSONDecodeError as err:
+            raise ExperimentDirError(f"{params_path} is not valid JSON: {err}") from err
+        if not isinstance(params, dict):
+            raise ExperimentDirError(f"{params_path} must hold a JSON object")
+        missing = [k for k in KEY_COLUMNS if k not in params]
+        if missing:
+            raise ExperimentDirError(
+                f"{params_path} has no {', '.join(missing)}: expected the keys "
+                f"{', '.join(KEY_COLUMNS)} (and hp, fixed) as written by `jola-ray sweep`"
+            )
+        config = _flatten_params(params)
+        rows = _result_rows(fs, trial, names)
+        error_text = _read_text(fs, join(trial, "error.txt")) if "error.txt" in names else None
+        summary = _summarise(rows, error_text)
+        trial_id = next((str(r["trial_id"]) for r in rows if "trial_id" in r), None)
+        if trial_id is None:  # no report yet: Ray's dir names end in or contain the trial id
+            trial_id = next((t for t in ray_status if t in name), name)
+        if summary["status"] in ("pruned", "empty") and ray_status.get(trial_id) in _RAY_OPEN:
+            summary["status"] = "unfinished"
+            summary["pruned_epoch"] = math.nan
+        record = {
+            "experiment": exp_dir,
+            "trial_dir": name,
+            "trial_path": join(exp_dir, name),
+            "trial_id": str(trial_id),
+        }
+        record.update({k: config[k] for k in KEY_COLUMNS})
+        record["config_name"] = config["config_name"]
+        record.update(summary)
+        record["max_epochs"] = _num(config.get("epochs"))
+        # Extra sweep axes (any RunConfig leaf such as train_size) sit at the top of params.json.
+        extra = [k for k in params if k not in (*KEY_COLUMNS, *_NOT_AXES)]
+        extra = [k for k in extra if not isinstance(params[k], dict)]
+        record["extra_axes"] = ",".join(extra)
+        for key, value in config.items():
+            if key in ("epochs", "config_name", *KEY_COLUMNS):
+                continue
+            record["cfg_" + key if key in record else key] = value
+        trials.append(record)
+        for entry in _epoch_table_rows(rows):
+            head = {k: record[k] for k in ("experiment", "trial_dir", "trial_id", *KEY_COLUMNS)}
+            head.update(config_name=record["config_name"], status=record["status"])
+            for axis in extra + ["train_size"]:
+                if axis in config:
+                    head[axis] = config[axis]
+            epochs.append({**head, **entry})
+    return pd.DataFrame(trials), pd.DataFrame(epochs)
+
+
+def load_experiments(exp_dirs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Load one or several experiment directories (paths or URIs) into one pair of tables."""
+    if isinstance(exp_dirs, (str, os.PathLike)):
+        exp_dirs = [exp_dirs]
+    loaded = [load_experiment(os.fspath(d)) for d in exp_dirs]
+    if not loaded:
+        raise ExperimentDirError("no experiment directory given")
+    trials = pd.concat([t for t, _ in loaded], ignore_index=True)
+    frames = [e for _, e in loaded if not e.empty]
+    epochs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return trials, epochs
