@@ -1,0 +1,153 @@
+"""Log-likelihood scoring of continuations: closed-label classification and TruthfulQA MC.
+
+A continuation's score is the sum of the log-probabilities of its tokens given the prompt.
+Prompt and continuation are tokenized separately (prompt with BOS, continuation without
+special tokens) and concatenated, so every candidate is scored after the same prompt tokens.
+
+Each prompt runs once: a batch of left-padded prompts is prefilled with a KV cache (only the
+last position's logits are kept: they score every candidate's first token), the cache rows are
+copied once per candidate, and one more forward over the right-padded candidate tokens scores
+the rest. The prompt, usually much longer than a label or an answer, is not recomputed per
+candidate.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from jola_ray.evaluation.batching import encode_prompts, left_pad, model_device, pad_id
+
+
+def _cache_kwarg(model) -> str:
+    """The forward argument for a KV cache: ``cache`` (transformers >= 5.2x) or the older name."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _prompt_batches(
+    prompt_lengths: Sequence[int], rows_per_prompt: Sequence[int], batch_size: int
+) -> Iterator[list[int]]:
+    """Prompt indices, longest first, grouped so a group holds at most ``batch_size`` rows."""
+    order = sorted(range(len(prompt_lengths)), key=lambda i: prompt_lengths[i], reverse=True)
+    batch: list[int] = []
+    rows = 0
+    for i in order:
+        if batch and rows + rows_per_prompt[i] > batch_size:
+            yield batch
+            batch, rows = [], 0
+        batch.append(i)
+        rows += rows_per_prompt[i]
+    if batch:
+        yield batch
+
+
+@torch.no_grad()
+def continuation_logprobs(
+    model, tokenizer, pairs: Sequence[tuple[str, str]], batch_size: int = 64
+) -> list[float]:
+    """Sum of token log-probs of each ``continuation`` after its ``prompt``; input order.
+
+    ``batch_size`` bounds the (prompt, continuation) rows of one forward pass (a single prompt
+    with more candidates than that still runs as one batch).
+    """
+    if not pairs:
+        return []
+    prompts = list(dict.fromkeys(p for p, _ in pairs))
+    prompt_index = {p: i for i, p in enumerate(prompts)}
+    prompt_ids = encode_prompts(tokenizer, prompts)
+    cont_ids = [
+        list(c) for c in tokenizer([c for _, c in pairs], add_special_tokens=False)["input_ids"]
+    ]
+    rows_of: list[list[int]] = [[] for _ in prompts]
+    for j, (p, _) in enumerate(pairs):
+        rows_of[prompt_index[p]].append(j)
+    pad = pad_id(tokenizer)
+    device = model_device(model)
+    scores = [0.0] * len(pairs)
+    lengths = [len(ids) for ids in prompt_ids]
+    for batch in _prompt_batches(lengths, [len(r) for r in rows_of], batch_size):
+        rows = [j for i in batch for j in rows_of[i]]
+        owner = torch.tensor([k for k, i in enumerate(batch) for _ in rows_of[i]], device=device)
+        prompt = left_pad([prompt_ids[i] for i in batch], pad, device)
+        out = model(**prompt, use_cache=True, logits_to_keep=1)
+        # out.logits: (prompts, 1, vocab), the next-token distribution after each prompt
+        first_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)[owner]  # (rows, vocab)
+        first = [cont_ids[j][0] if cont_ids[j] else pad for j in rows]
+        first_lp = first_logp.gather(1, torch.tensor(first, device=device)[:, None])[:, 0]
+        totals = [
+            float(v) if cont_ids[j] else 0.0 for v, j in zip(first_lp.tolist(), rows, strict=True)
+        ]
+        rest = [cont_ids[j][1:] for j in rows]
+        width = max(len(r) for r in rest)
+        if width > 0:
+            cache = out.cache if hasattr(out, "cache") else out.past_key_values
+            cache.batch_select_indices(owner)  # one cache row per candidate
+            # feed each candidate's tokens but the last, right-padded: (rows, width)
+            feed = [cont_ids[j][: len(r)] for j, r in zip(rows, rest, strict=True)]
+            ids = torch.full((len(rows), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for r, tokens in enumerate(feed):
+                ids[r, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+                mask[r, : len(tokens)] = 1
+            ids, mask = ids.to(device), mask.to(device)
+            start = prompt["attention_mask"].sum(dim=1)[owner]  # (rows,) real prompt lengths
+            positions = start[:, None] + torch.arange(width, device=device)[None, :]
+            logits = model(
+                input_ids=ids,
+                attention_mask=torch.cat([prompt["attention_mask"][owner], mask], dim=1),
+                position_ids=positions,
+                use_cache=True,
+                **{_cache_kwarg(model): cache},
+            ).logits
+            # logits: (rows, width, vocab); position t predicts the candidate's token t + 1
+            targets = torch.full((len(rows), width), pad, dtype=torch.long)
+            for r, tokens in enumerate(rest):
+                targets[r, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+            # log p(target) = logit(target) - logsumexp(logits), without a second vocab-sized copy
+            logits = logits.float()
+            picked = logits.gather(-1, targets.to(device)[..., None])[..., 0]  # (rows, width)
+            token_lp = picked - torch.logsumexp(logits, dim=-1)
+            rest_sums = (token_lp * mask).sum(dim=1).tolist()
+            totals = [t + s for t, s in zip(totals, rest_sums, strict=True)]
+        for j, total in zip(rows, totals, strict=True):
+            scores[j] = total
+    return scores
+
+
+def score_labels(
+    model, tokenizer, prompts: Sequence[str], labels: Sequence[str], batch_size: int = 64
+) -> list[list[float]]:
+    """Log-likelihood of every label after every prompt: ``scores[example][label]``."""
+    pairs = [(p, label) for p in prompts for label in labels]
+    flat = continuation_logprobs(model, tokenizer, pairs, batch_size)
+    n = len(labels)
+    return [flat[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+
+def answer_continuation(prompt: str, answer: str) -> str:
+    """The text scored after a QA prompt: ``" answer"`` after ``"A:"`` (ITI's ``"A: {ans}"``)."""
+    if not prompt or prompt[-1].isspace():
+        return answer
+    return " " + answer
+
+
+def score_choices(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    choices: Sequence[Sequence[str]],
+    batch_size: int = 64,
+) -> list[list[float]]:
+    """Log-likelihood of every answer choice of every question: ``scores[example][choice]``."""
+    pairs = [
+        (p, answer_continuation(p, c)) for p, cs in zip(prompts, choices, strict=True) for c in cs
+    ]
+    flat = continuation_logprobs(model, tokenizer, pairs, batch_size)
+    out, start = [], 0
+    for cs in choices:
+        out.append(flat[start : start + len(cs)])
+        start += len(cs)
+    return out
