@@ -1,0 +1,22 @@
+"""One fine-tuning run of a frozen model with JoLA, LoFiT or zero-shot, trained with TRL.
+
+    from jola_ray.train import RunConfig, run
+    cfg = RunConfig.from_dict({"model": "tiny-llama", "task": "demo_vowel", "method": "jola"})
+    metrics = run(cfg, report=lambda metrics, checkpoint_dir: ...)
+
+This layer knows nothing of Ray: the sweep passes ``report``. Heavy modules (torch, TRL) load
+only when ``run`` is called.
+"""
+
+from __future__ import annotations
+
+from jola_ray.train.config import PROFILES, RunConfig, leaf_fields, profile_defaults
+
+__all__ = ["PROFILES", "RunConfig", "leaf_fields", "profile_defaults", "run"]
+
+
+def run(cfg, report=None, resume_from=None, **kwargs):
+    """See ``jola_ray.train.run.run``."""
+    from jola_ray.train.run import run as _run
+
+    return _run(cfg, report=report, resume_from=resume_from, **kwargs)

@@ -1,0 +1,120 @@
+"""The end of every epoch: dev metrics, adaptive learning rate, early stopping, checkpoint, report.
+
+The Trainer (``eval_strategy``/``save_strategy`` "epoch") logs the epoch's training losses,
+computes the dev loss (task loss only), then saves a checkpoint. This callback hooks in between:
+``on_log`` keeps the training losses, ``on_evaluate`` runs the task's dev evaluation
+(``jola_ray.evaluation.evaluate``), updates early stopping and keeps the best epoch's edit in
+memory, and ``on_save`` (after the Trainer's checkpoint is on disk) adds ``run_state.json`` and
+``best_edit.safetensors`` to that checkpoint and calls ``report(metrics, checkpoint_dir)``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from jola_ray.train.state import RunState
+from jola_ray.train.trainer import trainable_state
+
+
+class EpochEnd(TrainerCallback):
+    """Per-epoch evaluation, early stopping and reporting for one training stage.
+
+    Args:
+        state: the run state (restored from a checkpoint on resume), updated in place.
+        dev_eval: () -> dict of dev metrics (``dev_<metric>`` and ``dev_score``).
+        edit: the edit (for ``open_gate_fraction``).
+        schedule: the ``LRSchedule`` (its adaptive heuristic sees the dev loss).
+        select_metric: ``"dev_score"`` (higher is better) or ``"dev_loss"`` (lower is better).
+        patience: epochs without improvement before stopping (0: never stop early).
+        report: called as ``report(metrics, checkpoint_dir)`` after each checkpoint, or None.
+        decorate: metrics -> metrics, applied before reporting (adds LoFiT's stage-1 keys).
+        wall_start: ``time.time()`` when this process started training.
+    """
+
+    def __init__(
+        self,
+        state: RunState,
+        dev_eval: Callable[[], dict],
+        edit,
+        schedule,
+        select_metric: str,
+        patience: int,
+        report: Callable[[dict, str], None] | None,
+        decorate: Callable[[dict], dict] = lambda m: m,
+        wall_start: float | None = None,
+    ) -> None:
+        self.state = state
+        self.dev_eval = dev_eval
+        self.edit = edit
+        self.schedule = schedule
+        self.select_metric = select_metric
+        self.patience = patience
+        self.report = report
+        self.decorate = decorate
+        self.wall_start = wall_start or time.time()
+        self.wall_before = state.wall_s
+        self.trainer = None  # set by the caller after the trainer exists
+        self._train_logs: dict = {}
+        self._pending: dict | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "task_loss" in logs:
+            self._train_logs = dict(logs)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        epoch = int(round(state.epoch or 0))
+        dev_loss = float(metrics.get("eval_loss", float("nan")))
+        m = {
+            "epoch": epoch,
+            "step": state.global_step,
+            "train_loss": float(self._train_logs.get("task_loss", float("nan"))),
+            "train_penalty": float(self._train_logs.get("penalty", 0.0)),
+            "dev_loss": dev_loss,
+            **self.dev_eval(),
+            "open_gate_fraction": float(self.edit.open_gate_fraction()),
+            "lr": float(self._train_logs.get("learning_rate", float("nan"))),
+            "run_status": "running",
+        }
+        if self.schedule is not None and self.schedule.on_dev_loss(dev_loss):
+            _apply_schedule_now(self.trainer)
+        value = m[self.select_metric]
+        if self.state.improved(value, higher_is_better=self.select_metric != "dev_loss"):
+            self.state.best_value = value
+            self.state.best_epoch = epoch
+            self.state.epochs_without_gain = 0
+            self.state.best_state = trainable_state(self.trainer.model)
+        else:
+            self.state.epochs_without_gain += 1
+            if self.patience and self.state.epochs_without_gain >= self.patience:
+                self.state.stopped = True
+                control.should_training_stop = True
+        self.state.history.append(m)
+        self._pending = m
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        self.state.wall_s = self.wall_before + (time.time() - self.wall_start)
+        self.state.tokens = int(state.num_input_tokens_seen or 0)
+        self.state.save(checkpoint)
+        if self.report is not None and self._pending is not None:
+            self.report(self.decorate(dict(self._pending)), str(checkpoint))
+        self._pending = None
+        return control
+
+
+def _apply_schedule_now(trainer) -> None:
+    """After the adaptive schedule cut the rate, set it for the next step at once.
+
+    ``LambdaLR`` computed the next step's rate before the cut; recompute it.
+    """
+    sched = trainer.lr_scheduler
+    for group, base, fn in zip(
+        trainer.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas, strict=True
+    ):
+        group["lr"] = base * fn(sched.last_epoch)
+    sched._last_lr = [g["lr"] for g in trainer.optimizer.param_groups]

@@ -1,0 +1,131 @@
+"""TRL trainers that train only the edit: penalty added to the loss, edit-only checkpoints.
+
+``EditTrainerMixin`` goes in front of ``SFTTrainer`` or ``DPOTrainer``. It
+
+- adds the method's penalty (JoLA's expected-L0 gate penalty, LoFiT stage 1's L1) to the
+  training loss, scaled for gradient accumulation the way each TRL trainer expects, and logs
+  the task loss and the penalty separately (``train_task_loss``, ``train_penalty``); evaluation
+  losses stay the task loss alone;
+- stops the run with ``TrainingError`` naming the step when the loss is not finite;
+- saves only the edit's tensors (``edit_params.safetensors``) in each checkpoint and loads only
+  them on resume; the Trainer adds ``optimizer.pt``, ``scheduler.pt``, ``rng_state.pth`` and
+  ``trainer_state.json`` (all small: only edit parameters are in the optimizer);
+- builds the learning-rate schedule of ``schedules.LRSchedule`` as a per-step ``LambdaLR``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+from jola_ray.errors import TrainingError
+
+EDIT_STATE_FILE = "edit_params.safetensors"
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable tensors of ``model`` (the edit's), detached CPU copies, by parameter name."""
+    return {
+        name: p.detach().cpu().clone().contiguous()
+        for name, p in model.named_parameters()
+        if p.requires_grad
+    }
+
+
+def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy ``state`` into the model's trainable parameters; every name must match."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    missing = sorted(set(params) - set(state))
+    unexpected = sorted(set(state) - set(params))
+    if missing or unexpected:
+        raise TrainingError(
+            f"edit checkpoint does not match this run's edit: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]} (was it written by another method or model?)"
+        )
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(state[name].to(device=p.device, dtype=p.dtype))
+
+
+class EditTrainerMixin:
+    """Mixin for a TRL trainer over a model whose only trainable parameters are the edit's.
+
+    Set after construction: ``penalty_fn`` (global step -> penalty tensor, already weighted, or
+    None for no penalty) and ``lr_schedule`` (a ``schedules.LRSchedule``).
+    """
+
+    penalty_fn: Callable[[int], torch.Tensor] | None = None
+    lr_schedule = None
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        task_loss = out[0] if return_outputs else out
+        if not model.training:
+            return out  # dev loss: the task loss alone, without the penalty
+        step = self.state.global_step
+        # GA scaling: SFT returns a loss already divided over the optimizer step's label tokens
+        # (not divided again by the Trainer), so a per-step term is divided by the number of
+        # micro-batches here; DPO's loss is divided by the Trainer (loss_is_scaled_for_ga=False).
+        ga = 1
+        if self.loss_is_scaled_for_ga is not False and num_items_in_batch is not None:
+            ga = self.current_gradient_accumulation_steps
+        loss = task_loss
+        penalty_value = 0.0
+        if self.penalty_fn is not None:
+            penalty = self.penalty_fn(step)
+            penalty_value = float(penalty.detach())
+            loss = task_loss + penalty.to(task_loss.device, task_loss.dtype) / ga
+        if not torch.isfinite(loss.detach()).all():
+            raise TrainingError(
+                f"non-finite training loss at step {step + 1} (epoch {self.state.epoch or 0:.2f}): "
+                f"task loss {float(task_loss.detach()):.4g}, penalty {penalty_value:.4g}; "
+                "try a lower lr, dtype fp32, or a smaller gate_lambda"
+            )
+        self._metrics["train"]["task_loss"].append(float(task_loss.detach()) * ga)
+        self._metrics["train"]["penalty"].append(penalty_value)
+        return (loss, out[1]) if return_outputs else loss
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None:
+            self.lr_scheduler = LambdaLR(optimizer or self.optimizer, self.lr_schedule)
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        """Write only the edit's tensors (kilobytes), never the frozen base model."""
+        from safetensors.torch import save_file
+
+        output_dir = output_dir or self.args.output_dir
+        os.makedirs(output_dir, exist_ok=True)
+        save_file(trainable_state(self.model), os.path.join(output_dir, EDIT_STATE_FILE))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        from safetensors.torch import load_file
+
+        path = os.path.join(resume_from_checkpoint, EDIT_STATE_FILE)
+        if not os.path.isfile(path):
+            raise TrainingError(
+                f"{resume_from_checkpoint}: no {EDIT_STATE_FILE}; not a checkpoint of this run"
+            )
+        load_trainable_state(model or self.model, load_file(path))
+
+
+def steps_per_epoch(num_examples: int, batch_size: int, grad_accum: int) -> int:
+    """Optimizer steps per epoch, as the Trainer counts them."""
+    batches = math.ceil(num_examples / batch_size)
+    return max(1, math.ceil(batches / grad_accum))
+
+
+def make_trainer_class(kind: str):
+    """``EditTrainerMixin`` over ``SFTTrainer`` (kind "sft") or ``DPOTrainer`` (kind "dpo")."""
+    if kind == "sft":
+        from trl import SFTTrainer
+
+        return type("EditSFTTrainer", (EditTrainerMixin, SFTTrainer), {})
+    from trl import DPOTrainer
+
+    return type("EditDPOTrainer", (EditTrainerMixin, DPOTrainer), {})
