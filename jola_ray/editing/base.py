@@ -1,0 +1,149 @@
+"""The plumbing every head edit shares: attach to a model, hook ``o_proj``, detach exactly.
+
+A ``HeadEdit`` is an ``nn.Module`` holding a method's parameters (fp32, stacked per layer so
+the hook is one fused elementwise op). ``attach`` freezes the whole base model (``lm_head``
+included), registers the edit as ``model.head_edit`` (so a HF/TRL Trainer finds and optimises
+its parameters, and ``model.train()``/``model.eval()`` switch its gates) and puts one forward
+pre-hook on each edited layer's output projection. The hook views the projection's input
+``(batch, seq, H * d)`` as ``(batch, seq, H, d)``, lets the method edit it, and hands the
+flattened result to ``o_proj``. ``remove`` undoes all of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Iterator
+from functools import partial
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from jola_ray.editing.sites import HeadGeometry, HeadSite
+from jola_ray.errors import JolaRayError
+
+EDIT_ATTRIBUTE = "head_edit"
+
+
+class HeadEdit(nn.Module):
+    """Base class of the head-edit methods; subclasses define the parameters and the edit."""
+
+    method: ClassVar[str] = ""
+
+    def __init__(self, sites: list[HeadSite], geometry: HeadGeometry, config) -> None:
+        super().__init__()
+        self.config = config
+        self.geometry = geometry
+        self._sites = list(sites)
+        self._handles: list = []
+        self._model_ref = None
+        self._grad_flags: dict[str, bool] = {}
+        self._enabled = True
+        self._recorded: list | None = None
+
+    # --- what a method implements -------------------------------------------------------
+    def edited_layers(self) -> list[int]:
+        """Model layer indices this edit hooks."""
+        raise NotImplementedError
+
+    def edit_heads(self, layer: int, z: torch.Tensor) -> torch.Tensor:
+        """Edit ``z`` of shape ``(batch, seq, H, d)`` at ``layer``; same shape and dtype back."""
+        raise NotImplementedError
+
+    def penalty(self) -> torch.Tensor:
+        """The method's regulariser, already weighted, to add to the task loss."""
+        raise NotImplementedError
+
+    def head_table(self) -> dict[str, list]:
+        """Columns of ``inspect()``: one entry per (layer, head)."""
+        raise NotImplementedError
+
+    def open_gate_fraction(self) -> float:
+        raise NotImplementedError
+
+    # --- shared behaviour ---------------------------------------------------------------
+    def inspect(self):
+        """One row per (layer, head): gate_add, gate_mul, norm_add, norm_mul, selected, ..."""
+        import pandas as pd
+
+        with torch.no_grad():
+            return pd.DataFrame(self.head_table())
+
+    def attach(self, model: nn.Module) -> None:
+        if EDIT_ATTRIBUTE in model._modules:
+            raise JolaRayError(
+                f"the model already carries an edit (`model.{EDIT_ATTRIBUTE}`); call its "
+                "remove() before applying another"
+            )
+        self._grad_flags = {name: p.requires_grad for name, p in model.named_parameters()}
+        model.requires_grad_(False)
+        device = _device_of(self._sites[0].o_proj)
+        if device is not None:
+            self.to(device)
+        model.add_module(EDIT_ATTRIBUTE, self)  # after freezing: the edit's parameters train
+        self.train(model.training)
+        self._model_ref = weakref.ref(model)
+        by_layer = {site.layer: site for site in self._sites}
+        for layer in self.edited_layers():
+            site = by_layer[layer]
+            hook = partial(self._pre_hook, layer, site.num_heads, site.head_dim)
+            self._handles.append(site.o_proj.register_forward_pre_hook(hook, with_kwargs=True))
+
+    def _pre_hook(self, layer: int, num_heads: int, head_dim: int, module, args, kwargs):
+        if not self._enabled:
+            return None
+        x = args[0] if args else kwargs["input"]
+        z = x.unflatten(-1, (num_heads, head_dim))  # (b, t, H*d) -> (b, t, H, d)
+        out = self.edit_heads(layer, z).flatten(-2)  # (b, t, H, d) -> (b, t, H*d)
+        if args:
+            return (out, *args[1:]), kwargs
+        return args, {**kwargs, "input": out}
+
+    def remove(self) -> None:
+        """Remove the hooks and ``model.head_edit``; restore every requires_grad flag."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        model = self._model_ref() if self._model_ref is not None else None
+        if model is None:
+            return
+        if model._modules.get(EDIT_ATTRIBUTE) is self:
+            del model._modules[EDIT_ATTRIBUTE]
+        for name, param in model.named_parameters():
+            if name in self._grad_flags:
+                param.requires_grad_(self._grad_flags[name])
+        self._model_ref = None
+
+    @contextlib.contextmanager
+    def disabled(self) -> Iterator[None]:
+        """Run the model as if untouched (e.g. DPO reference log-probs); nests safely."""
+        previous, self._enabled = self._enabled, False
+        try:
+            yield
+        finally:
+            self._enabled = previous
+
+    @contextlib.contextmanager
+    def record_gates(self) -> Iterator[list]:
+        """Collect ``(layer, gates dict)`` for every hooked call inside the block (debugging
+        and tests: the sampled training gates are otherwise not kept)."""
+        previous, self._recorded = self._recorded, []
+        try:
+            yield self._recorded
+        finally:
+            self._recorded = previous
+
+    def _record(self, layer: int, gates: dict[str, torch.Tensor]) -> None:
+        if self._recorded is not None:
+            self._recorded.append((layer, {k: v.detach().clone() for k, v in gates.items()}))
+
+    def extra_repr(self) -> str:
+        g = self.geometry
+        return f"method={self.method}, layers={g.num_layers}, heads={g.num_heads}, head_dim={g.head_dim}"
+
+
+def _device_of(module: nn.Module) -> torch.device | None:
+    for tensor in module.parameters():
+        return tensor.device
+    return None

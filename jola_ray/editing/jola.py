@@ -1,0 +1,221 @@
+"""JoLA: per head a gated scaling vector m and a gated bias a on the head output.
+
+``z' = (1 + g_m * m) * z + g_a * a`` for every edited (layer, head), every token, with two
+Hard-Concrete gates per head (``gates.py``). Parameters are stacked ``[L_e, H_e, d]`` (vectors)
+and ``[L_e, H_e]`` (log alpha) over the edited layers and heads, stored fp32; the hook builds the
+layer's ``[H, d]`` scale and bias once and applies them to all heads and tokens in one
+``addcmul`` in the activation dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from jola_ray.editing import gates
+from jola_ray.editing.base import HeadEdit
+from jola_ray.editing.configs import JoLAConfig
+from jola_ray.editing.sites import HeadGeometry, HeadSite
+from jola_ray.errors import ConfigError
+
+# lambda_0 of the reference code's additive-gate weight schedule ("expon": 0.1 * exp(-0.01 t)).
+REFERENCE_LAMBDA_0 = 0.1
+
+
+class JoLAEdit(HeadEdit):
+    method = "jola"
+
+    def __init__(
+        self,
+        sites: list[HeadSite],
+        geometry: HeadGeometry,
+        config: JoLAConfig,
+        generator: torch.Generator,
+    ) -> None:
+        super().__init__(sites, geometry, config)
+        self.layers = _check_indices(config.layers, geometry.num_layers, "layers")
+        heads = _check_indices(config.heads, geometry.num_heads, "heads")
+        self._slot = {layer: i for i, layer in enumerate(self.layers)}
+        self._all_heads = len(heads) == geometry.num_heads
+        self.register_buffer("head_index", torch.tensor(heads, dtype=torch.long))
+        n_layers, n_heads, d = len(self.layers), len(heads), geometry.head_dim
+        if config.gate_lambda == "auto":
+            self.gate_lambda = REFERENCE_LAMBDA_0 / (n_layers * n_heads**2)
+        else:
+            self.gate_lambda = float(config.gate_lambda)
+        bound = math.sqrt(6.0 / (n_heads + 1))  # Xavier-uniform on a [H, 1] tensor
+
+        def vectors() -> nn.Parameter:
+            return nn.Parameter(
+                torch.randn(n_layers, n_heads, d, generator=generator) * config.init_std
+            )
+
+        def log_alpha() -> nn.Parameter:
+            u = torch.rand(n_layers, n_heads, generator=generator)
+            return nn.Parameter((2 * u - 1) * bound)
+
+        # Draw order is fixed (add, then mul) so a seed gives the same init for every `parts`.
+        self.add_vector = vectors() if config.has_add else None
+        self.add_log_alpha = log_alpha() if config.has_add else None
+        self.mul_vector = vectors() if config.has_mul else None
+        self.mul_log_alpha = log_alpha() if config.has_mul else None
+
+    @staticmethod
+    def count(geometry: HeadGeometry, config: JoLAConfig) -> int:
+        """``L_e * parts * (H_e * d + H_e)``: L*(2*H*d + 2*H) for the full edit."""
+        n_layers = len(config.layers) if config.layers else geometry.num_layers
+        n_heads = len(config.heads) if config.heads else geometry.num_heads
+        parts = 2 if config.parts == "both" else 1
+        return n_layers * parts * (n_heads * geometry.head_dim + n_heads)
+
+    def edited_layers(self) -> list[int]:
+        return list(self.layers)
+
+    def _log_alphas(self) -> dict[str, torch.Tensor]:
+        out = {}
+        if self.add_log_alpha is not None:
+            out["add"] = self.add_log_alpha
+        if self.mul_log_alpha is not None:
+            out["mul"] = self.mul_log_alpha
+        return out
+
+    def layer_gates(self, slot: int, batch: int) -> dict[str, torch.Tensor]:
+        """Gates of one edited layer: ``[H_e]``, or ``[batch, H_e]`` when sampled per example."""
+        out = {}
+        for part, log_alpha in self._log_alphas().items():
+            la = log_alpha[slot]
+            if not self.training:
+                out[part] = gates.eval_gates(la)
+            elif self.config.per_example_gates:
+                out[part] = gates.sample_gates(la, (batch, la.shape[0]), self.config.temperature)
+            else:
+                out[part] = gates.sample_gates(la, None, self.config.temperature)
+        return out
+
+    def edit_heads(self, layer: int, z: torch.Tensor) -> torch.Tensor:
+        slot = self._slot[layer]
+        g = self.layer_gates(slot, z.shape[0])
+        self._record(layer, g)
+        scale = bias = None
+        if "mul" in g:
+            scale = 1 + g["mul"].unsqueeze(-1) * self.mul_vector[slot]  # [(b,) H_e, d]
+        if "add" in g:
+            bias = g["add"].unsqueeze(-1) * self.add_vector[slot]  # [(b,) H_e, d]
+        lead = next(iter(g.values())).shape[:-1]  # () per forward, (b,) per example
+        if not self._all_heads:  # scatter the edited heads into an identity [(b,) H, d]
+            full = (*lead, self.geometry.num_heads, self.geometry.head_dim)
+            if scale is not None:
+                scale = scale.new_ones(full).index_copy(-2, self.head_index, scale)
+            if bias is not None:
+                bias = bias.new_zeros(full).index_copy(-2, self.head_index, bias)
+        if lead:  # [b, H, d] -> [b, 1, H, d]: broadcast over the sequence of z (b, t, H, d)
+            scale = scale.unsqueeze(1) if scale is not None else None
+            bias = bias.unsqueeze(1) if bias is not None else None
+        # fp32 parameters, activation-dtype arithmetic: one fused op over all heads and tokens
+        if scale is None:
+            return z + _like(bias, z)
+        if bias is None:
+            return z * _like(scale, z)
+        return torch.addcmul(_like(bias, z), z, _like(scale, z))
+
+    def penalty(self, lambda_t: float | None = None) -> torch.Tensor:
+        """Expected-L0 penalty.
+
+        ``paper``: ``gate_lambda * sum over all gates P(g != 0)``. ``reference``:
+        ``(lambda_t * sum_l mean_h P(g_a != 0) + (1 - lambda_t) * sum_l mean_h P(g_m != 0))
+        / (L * H)`` with ``lambda_t`` from the caller's schedule (default 0.1, its start value).
+        """
+        probs = {
+            part: gates.open_probability(la, self.config.temperature)
+            for part, la in self._log_alphas().items()
+        }
+        if self.config.penalty == "paper":
+            return self.gate_lambda * sum(p.sum() for p in probs.values())
+        lam = REFERENCE_LAMBDA_0 if lambda_t is None else float(lambda_t)
+        n_layers, n_heads = self.add_or_mul_shape()
+        weights = {"add": lam, "mul": 1.0 - lam}
+        total = sum(weights[part] * p.mean(dim=1).sum() for part, p in probs.items())
+        return total / (n_layers * n_heads)
+
+    def add_or_mul_shape(self) -> tuple[int, int]:
+        la = next(iter(self._log_alphas().values()))
+        return int(la.shape[0]), int(la.shape[1])
+
+    def eval_gate_values(self) -> dict[str, torch.Tensor]:
+        """Deterministic gates per part, ``[L_e, H_e]``."""
+        return {part: gates.eval_gates(la) for part, la in self._log_alphas().items()}
+
+    def open_gate_fraction(self) -> float:
+        values = torch.cat([g.flatten() for g in self.eval_gate_values().values()])
+        return float((values > 0).float().mean())
+
+    def head_table(self) -> dict[str, list]:
+        n_layers, n_heads = self.add_or_mul_shape()
+        zeros = torch.zeros(n_layers, n_heads)
+        g = {k: v.detach().float().cpu() for k, v in self.eval_gate_values().items()}
+        p = {
+            k: gates.open_probability(v, self.config.temperature).detach().float().cpu()
+            for k, v in self._log_alphas().items()
+        }
+        norms = {
+            "add": _norms(self.add_vector, zeros),
+            "mul": _norms(self.mul_vector, zeros),
+        }
+        gate_add, gate_mul = g.get("add", zeros), g.get("mul", zeros)
+        selected = (gate_add > 0) | (gate_mul > 0)
+        heads = self.head_index.tolist()
+        table: dict[str, list] = {k: [] for k in _COLUMNS}
+        for i, layer in enumerate(self.layers):
+            for j, head in enumerate(heads):
+                row = {
+                    "method": self.method,
+                    "layer": layer,
+                    "head": head,
+                    "gate_add": float(gate_add[i, j]),
+                    "gate_mul": float(gate_mul[i, j]),
+                    "norm_add": float(norms["add"][i, j]),
+                    "norm_mul": float(norms["mul"][i, j]),
+                    "p_open_add": float(p["add"][i, j]) if "add" in p else 0.0,
+                    "p_open_mul": float(p["mul"][i, j]) if "mul" in p else 0.0,
+                    "selected": bool(selected[i, j]),
+                }
+                for key, value in row.items():
+                    table[key].append(value)
+        return table
+
+
+_COLUMNS = (
+    "method",
+    "layer",
+    "head",
+    "gate_add",
+    "gate_mul",
+    "norm_add",
+    "norm_mul",
+    "p_open_add",
+    "p_open_mul",
+    "selected",
+)
+
+
+def _like(tensor: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    return tensor.to(device=z.device, dtype=z.dtype)
+
+
+def _norms(vectors: torch.Tensor | None, zeros: torch.Tensor) -> torch.Tensor:
+    if vectors is None:
+        return zeros
+    return vectors.detach().float().norm(dim=-1).cpu()  # [L, H, d] -> [L, H]
+
+
+def _check_indices(chosen: tuple[int, ...] | None, size: int, name: str) -> list[int]:
+    if chosen is None:
+        return list(range(size))
+    bad = [i for i in chosen if i >= size]
+    if bad:
+        raise ConfigError(
+            f"{name}: {bad} out of range; the model has {size} {name} (0..{size - 1})"
+        )
+    return list(chosen)

@@ -1,0 +1,55 @@
+"""`jola-ray params`: counts and geometry from a config, without weights."""
+
+import argparse
+import json
+
+import pytest
+
+from jola_ray.editing.commands import register
+from jola_ray.errors import JolaRayError
+
+
+def _run(argv):
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_params_tiny_jola(capsys):
+    assert _run(["params", "--model", "tiny-llama", "--method", "jola"]) == 0
+    out = capsys.readouterr().out
+    assert "2 layers x 4 heads (kv heads 2), head_dim 8" in out
+    assert "jola        144 trainable" in out  # 2 * (2*4*8 + 2*4)
+
+
+def test_params_bare_config_json_lofit(tmp_path, capsys):
+    from jola_ray.tiny import tiny_config
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(tiny_config("qwen2").to_dict()))
+    assert _run(["params", "--model", str(path), "--method", "lofit", "--top-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "(qwen2)" in out
+    assert "stage 1 (scale, all heads): 64 trainable" in out
+    assert "stage 2 (bias, top 3 heads): 24 trainable" in out
+
+
+def test_params_offline_hub_id_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(
+        JolaRayError, match="HF_HUB_OFFLINE is set and it is not in the local cache"
+    ):
+        _run(["params", "--model", "no-such-org/no-such-model"])
+
+
+def test_params_bad_inputs(tmp_path):
+    with pytest.raises(JolaRayError, match="unknown tiny model"):
+        _run(["params", "--model", "tiny-gpt9"])
+    bad = tmp_path / "config.json"
+    bad.write_text(json.dumps({"hidden_size": 8}))
+    with pytest.raises(JolaRayError, match="no `model_type`"):
+        _run(["params", "--model", str(bad)])
+    with pytest.raises(JolaRayError, match="--top-k"):
+        _run(["params", "--model", "tiny-llama", "--method", "lofit", "--top-k", "99"])
