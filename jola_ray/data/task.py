@@ -20,14 +20,33 @@ PROMPT_TEMPLATE = (
 RESPONSE_MARKER = "### Response:"
 
 
+def build_prompt(instruction: str) -> str:
+    """The full prompt of an instruction: ``PROMPT_TEMPLATE`` filled in (JoLA's exact string)."""
+    return PROMPT_TEMPLATE.format(instruction=instruction)
+
+
 @dataclass(frozen=True)
 class Example:
     """One task example.
 
     ``prompt`` is the full prompt (template included, ending in ``"### Response:\\n"``) and
-    ``answer`` the training target (a bare label for classification). TruthfulQA also carries
-    ``chosen``/``rejected`` (a DPO pair) and ``choices`` with the indices of the ``correct``
-    ones (MC1/MC2 scoring); MQuAKE carries answer ``aliases``.
+    ``answer`` the training target (a bare label for classification: ``"answer2"``, ``"true"``,
+    ``"C"``; the reference text for GEM; the answer string for CLUTRR/MQuAKE; the best answer
+    for TruthfulQA).
+
+    ``aliases`` are the other accepted gold strings: MQuAKE's answer aliases; for GEM dev/test
+    examples every reference of a multi-reference item (``answer`` is the first of them).
+
+    TruthfulQA (LoFiT) also carries:
+
+    * ``chosen``/``rejected``: the DPO pair (best answer, first incorrect answer), one per question
+      as LoFiT builds it;
+    * ``choices``: the question's correct answers (the best answer among them) followed by its
+      incorrect answers, each closed with a period as TruthfulQA's scorer does;
+    * ``correct``: the indices in ``choices`` of the correct answers (MC2 set: all correct vs
+      all incorrect, i.e. the indices not in ``correct``);
+    * ``best``: the index in ``choices`` of the best answer (MC1: ``choices[best]`` must score
+      above every incorrect choice).
     """
 
     id: str
@@ -38,6 +57,7 @@ class Example:
     choices: tuple[str, ...] | None = None
     correct: tuple[int, ...] | None = None
     aliases: tuple[str, ...] = ()
+    best: int | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +80,10 @@ class Task:
     configurations. ``labels`` is the closed label set of a classification task (None for
     open generation); ``label_pattern`` the regex whose first match in the first response line
     is the prediction.
+
+    ``split_sizes`` are the default (train, dev, test) sizes of ``load_splits`` (None: the whole
+    split); ``hub_ids`` are the hub datasets it loads from, first choice first. ``extra`` holds per-task settings of the loaders (hub configs, the TruthfulQA fold, the path
+    of a custom task).
     """
 
     name: str
@@ -73,4 +97,5 @@ class Task:
     max_new_tokens: int = 16
     description: str = ""
     hub_ids: tuple[str, ...] = ()
+    split_sizes: tuple[int | None, int | None, int | None] = (200, 200, None)
     extra: dict = field(default_factory=dict, compare=False, hash=False)
