@@ -26,5 +26,5 @@ def test_a_model_that_cannot_be_found_is_a_config_error(tiny_cfg, tmp_path):
 
     with pytest.raises(ConfigError, match="cannot load"):
         load_model_and_tokenizer(tiny_cfg(model=str(tmp_path / "nowhere")))
-    with pytest.raises(ConfigError, match="unknown tiny architecture"):
+    with pytest.raises(ConfigError, match="unknown tiny model"):
         load_model_and_tokenizer(tiny_cfg(model="tiny-gpt5"))
