@@ -35,10 +35,13 @@ def register(subparsers) -> None:
             help_text += f" [{'|'.join(choices)}]"
         help_text += f" (paper default: {paper[name]})"
         help_text = help_text.replace("%", "%%")  # argparse formats help with %
-        flag = "--" + name.replace("_", "-")
+        # --lr-decay-lambda and --lr_decay_lambda both work: the flag is the YAML key.
+        flags = ["--" + name.replace("_", "-")]
+        if "_" in name:
+            flags.append("--" + name)
         if str(f.type) == "bool":
             parser.add_argument(
-                flag,
+                *flags,
                 dest=name,
                 nargs="?",
                 const="true",
@@ -47,7 +50,7 @@ def register(subparsers) -> None:
                 help=help_text,
             )
         else:
-            parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, help=help_text)
+            parser.add_argument(*flags, dest=name, default=argparse.SUPPRESS, help=help_text)
     parser.set_defaults(func=_handle)
 
 

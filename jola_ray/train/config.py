@@ -56,6 +56,11 @@ class DataConfig:
     dev_size: int | None = _leaf(200, "dev examples (None: all)")
     test_size: int | None = _leaf(None, "test examples (None: all)")
     max_length: int = _leaf(400, "truncate prompt+answer to this many tokens (as the reference)")
+    append_eos: bool = _leaf(
+        False,
+        "end each training answer with EOS (the reference trains without: outputs are cut at "
+        "the first newline)",
+    )
 
 
 @dataclass

@@ -41,9 +41,7 @@ def load_model_and_tokenizer(cfg) -> tuple[torch.nn.Module, object, torch.device
     arch = parse_tiny_spec(cfg.model)
     if arch is not None:
         if arch not in TINY_SPECS:
-            raise ConfigError(
-                f"model: unknown tiny model {arch!r}; known: {', '.join(TINY_SPECS)}"
-            )
+            raise ConfigError(f"model: unknown tiny model {arch!r}; known: {', '.join(TINY_SPECS)}")
         if cfg.quantization != "none":
             raise ConfigError(
                 "quantization: tiny models cannot be quantized; use quantization none"

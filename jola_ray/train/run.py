@@ -424,7 +424,8 @@ def _datasets(ctx: _Run, kind: str):
 
     if kind == "dpo":
         return dpo_dataset(ctx.splits.train, "train"), dpo_dataset(ctx.splits.dev, "dev")
-    return sft_dataset(ctx.splits.train), sft_dataset(ctx.splits.dev)
+    tok, eos = ctx.tokenizer, ctx.cfg.append_eos
+    return sft_dataset(ctx.splits.train, tok, eos), sft_dataset(ctx.splits.dev, tok, eos)
 
 
 @contextlib.contextmanager

@@ -1,9 +1,12 @@
 """Task examples -> the datasets TRL's trainers consume.
 
-SFT gets prompt-completion rows: ``prompt`` is the full template ending in
-``"### Response:\\n"`` and ``completion`` the bare answer, so with ``completion_only_loss`` the
-loss covers the answer tokens (and the EOS TRL appends) only. DPO (TruthfulQA, as LoFiT) gets
-``prompt``/``chosen``/``rejected`` rows.
+SFT gets pre-tokenized rows: ``input_ids`` are the prompt's tokens (exactly as evaluation
+tokenizes the prompt) followed by the answer's, and ``labels`` mask the prompt with -100, so the
+loss covers the answer tokens only. Tokenizing the two parts separately keeps the training
+context identical to the inference context (TRL's own prompt-completion path re-tokenizes
+prompt + answer and splits at the longest common prefix) and lets us leave out the EOS that
+TRL would append: the reference trains without one (``append_eos`` adds it). DPO (TruthfulQA,
+as LoFiT) gets ``prompt``/``chosen``/``rejected`` rows.
 """
 
 from __future__ import annotations
@@ -14,13 +17,19 @@ from jola_ray.data.task import Example
 from jola_ray.errors import DataError
 
 
-def sft_dataset(examples: Sequence[Example]):
-    """Prompt-completion rows for ``SFTTrainer``."""
+def sft_dataset(examples: Sequence[Example], tokenizer, append_eos: bool = False):
+    """Pre-tokenized ``input_ids``/``labels`` rows for ``SFTTrainer`` (loss on the answer only)."""
     from datasets import Dataset
 
-    return Dataset.from_dict(
-        {"prompt": [e.prompt for e in examples], "completion": [e.answer for e in examples]}
-    )
+    input_ids, labels = [], []
+    for e in examples:
+        prompt_ids = tokenizer(e.prompt)["input_ids"]
+        answer_ids = tokenizer(e.answer, add_special_tokens=False)["input_ids"]
+        if append_eos:
+            answer_ids = [*answer_ids, tokenizer.eos_token_id]
+        input_ids.append([*prompt_ids, *answer_ids])
+        labels.append([-100] * len(prompt_ids) + answer_ids)
+    return Dataset.from_dict({"input_ids": input_ids, "labels": labels})
 
 
 def dpo_dataset(examples: Sequence[Example], split: str):

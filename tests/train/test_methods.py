@@ -57,12 +57,12 @@ def test_zero_shot_reports_once_with_the_untouched_models_scores(tiny_cfg, recor
     )
     lines = (Path(cfg.output_dir) / "predictions.jsonl").read_text().splitlines()
     assert [json.loads(x)["id"] for x in lines] == [e.id for e in splits.test]
-    # dev loss: token-mean cross-entropy over the answers (+ EOS) of the dev prompts
+    # dev loss: token-mean cross-entropy over the answers of the dev prompts (no EOS by default)
     total, count = 0.0, 0
     with torch.no_grad():
         for e in splits.dev:
             prompt_len = len(tok(e.prompt)["input_ids"])
-            ids = torch.tensor([tok(e.prompt + e.answer + tok.eos_token)["input_ids"]])
+            ids = torch.tensor([tok(e.prompt + e.answer)["input_ids"]])
             logits = model(input_ids=ids).logits[0, prompt_len - 1 : -1]
             targets = ids[0, prompt_len:]
             total += torch.nn.functional.cross_entropy(logits, targets, reduction="sum").item()
