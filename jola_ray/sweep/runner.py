@@ -1,0 +1,344 @@
+"""Build (or restore) the Ray Tune experiment of a search space, run it, summarise it.
+
+The experiment lands in ``STORAGE/NAME/`` (Ray's layout, docs/contracts.md). Next to Ray's
+files it keeps ``jola_sweep.json`` (the space's fingerprint, file and grid size) and a copy of
+the space (``search_space.yaml``). Running the same command again restores the experiment:
+finished and pruned trials stay as they are, unfinished and errored ones resume from their last
+checkpoint. A space whose fingerprint differs from the stored one is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jola_ray.errors import ConfigError
+from jola_ray.sweep import DEFAULT_MAKE_CONFIG, DEFAULT_RUN
+from jola_ray.sweep.space import SearchSpace, resolved_max_t
+
+MARKER = "jola_sweep.json"
+SPACE_COPY = "search_space.yaml"
+DEFAULT_STORAGE = "./ray_results"
+
+
+@dataclass
+class SweepOutcome:
+    """What a sweep did: where it is, each trial's status, and Ray's results."""
+
+    experiment_path: str
+    statuses: dict[str, str]  # trial_id -> finished | pruned | errored | unfinished
+    wall_s: float
+    resumed: bool
+    results: Any = None  # ray.tune.ResultGrid
+    notes: list[str] = field(default_factory=list)
+    grid_size: int = 0  # trials in the space; more than len(statuses) if interrupted early
+
+    def counts(self) -> dict[str, int]:
+        out = {"finished": 0, "pruned": 0, "errored": 0}
+        for status in self.statuses.values():
+            out[status] = out.get(status, 0) + 1
+        not_started = self.grid_size - len(self.statuses)
+        if not_started > 0:
+            out["unfinished"] = out.get("unfinished", 0) + not_started
+        return out
+
+    @property
+    def exit_code(self) -> int:
+        """1 if a trial errored, 130 if interrupted with trials unfinished, else 0."""
+        counts = self.counts()
+        if counts["errored"]:
+            return 1
+        return 130 if counts.get("unfinished") else 0
+
+
+def is_uri(path: str) -> bool:
+    return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", path))
+
+
+def experiment_location(space: SearchSpace, storage_path: str | None, name: str | None):
+    """(storage, name, experiment path): flag, else the space's, else ./ray_results; abs paths."""
+    storage = storage_path or space.storage_path or DEFAULT_STORAGE
+    if not is_uri(storage):
+        storage = str(Path(storage).expanduser().resolve())
+    name = name or space.name
+    return storage, name, f"{storage.rstrip('/')}/{name}"
+
+
+def _filesystem(path: str):
+    """(pyarrow filesystem, path inside it) for a local path or a URI."""
+    import pyarrow.fs
+
+    if is_uri(path):
+        return pyarrow.fs.FileSystem.from_uri(path)
+    return pyarrow.fs.LocalFileSystem(), path
+
+
+def _read_text(path: str) -> str | None:
+    fs, inner = _filesystem(path)
+    try:
+        with fs.open_input_stream(inner) as f:
+            return f.read().decode()
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def _write_text(path: str, text: str) -> None:
+    fs, inner = _filesystem(path)
+    fs.create_dir(inner.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(inner) as f:
+        f.write(text.encode())
+
+
+def trial_dirname(trial) -> str:
+    """Short trial directory names: task-s<seed>-<method>-<config>-<trial id>."""
+    c = trial.config
+    hp = c.get("hp", {}).get("config_name", "x")
+    prefix = f"{c.get('task')}-s{c.get('seed')}-{c.get('method')}-{hp}"
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", prefix)[:100] + f"-{trial.trial_id}"
+
+
+def _status(result, ray_status: str | None) -> str:
+    """The contract's status of one trial; ``unfinished`` while Ray's saved experiment state
+    lists it as pending, running or paused (the sweep was interrupted)."""
+    if (result.metrics or {}).get("run_status") == "finished":
+        return "finished"
+    if result.error is not None or ray_status == "ERROR":
+        return "errored"
+    if ray_status in ("PENDING", "RUNNING", "PAUSED"):
+        return "unfinished"
+    return "pruned"
+
+
+def _ray_statuses(exp_path: str) -> dict[str, str]:
+    """trial_id -> Ray's status, from the newest ``experiment_state-*.json`` of the experiment."""
+    import pyarrow.fs
+
+    fs, inner = _filesystem(exp_path)
+    try:
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(inner))
+    except (FileNotFoundError, OSError):
+        return {}
+    states = sorted(i.path for i in infos if i.base_name.startswith("experiment_state-"))
+    if not states:
+        return {}
+    with fs.open_input_stream(states[-1]) as f:
+        state = json.loads(f.read().decode())
+    out = {}
+    for trial_json, _ in state.get("trial_data", []):
+        trial = json.loads(trial_json) if isinstance(trial_json, str) else trial_json
+        out[trial.get("trial_id")] = trial.get("status")
+    return out
+
+
+def _statuses(results, exp_path: str) -> dict[str, str]:
+    """trial_id -> status for every trial Ray created."""
+    ray_status = _ray_statuses(exp_path)
+    out = {}
+    for result in results:
+        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name.rsplit("-", 1)[
+            -1
+        ]
+        out[trial_id] = _status(result, ray_status.get(trial_id))
+    return out
+
+
+def _trainable(space: SearchSpace, resources: dict, run_fn, make_config):
+    from ray import tune
+
+    from jola_ray.sweep.trainable import sweep_trial
+
+    fn = tune.with_parameters(sweep_trial, run_fn=run_fn, make_config=make_config)
+    return tune.with_resources(fn, {k: v for k, v in resources.items() if v})
+
+
+def _scheduler(space: SearchSpace):
+    from ray.tune.schedulers import FIFOScheduler
+
+    from jola_ray.sweep.scheduler import GroupedASHA
+
+    if space.scheduler.type == "fifo":
+        return FIFOScheduler()
+    sch = space.scheduler
+    return GroupedASHA(
+        max_t=resolved_max_t(space),
+        grace_period=sch.grace_period,
+        reduction_factor=sch.reduction_factor,
+        brackets=sch.brackets,
+    )
+
+
+def _new_tuner(
+    space: SearchSpace, storage: str, name: str, trainable, progress, scheduler, reuse_actors
+):
+    from ray import tune
+
+    from jola_ray.sweep.searcher import GridPoints
+
+    trials = space.trials()
+    tune_config = tune.TuneConfig(
+        metric=space.metric,
+        mode=space.mode,
+        scheduler=scheduler if scheduler is not None else _scheduler(space),
+        search_alg=GridPoints(trials),
+        num_samples=len(trials),
+        max_concurrent_trials=space.max_concurrent_trials,
+        trial_dirname_creator=trial_dirname,
+        reuse_actors=reuse_actors,
+    )
+    run_config = tune.RunConfig(
+        name=name,
+        storage_path=storage,
+        failure_config=tune.FailureConfig(max_failures=space.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        callbacks=[progress],
+        verbose=0,
+    )
+    return tune.Tuner(trainable, param_space={}, tune_config=tune_config, run_config=run_config)
+
+
+def run_sweep(
+    space: SearchSpace,
+    storage_path: str | None = None,
+    name: str | None = None,
+    address: str | None = None,
+    dashboard: bool = False,
+    run_fn: str | Callable = DEFAULT_RUN,
+    make_config: str | Callable = DEFAULT_MAKE_CONFIG,
+    say: Callable[[str], None] | None = None,
+    scheduler=None,
+    reuse_actors: bool | None = None,
+) -> SweepOutcome:
+    """Run (or resume) the sweep of ``space``; see the module docstring.
+
+    ``run_fn``/``make_config`` are what each trial runs (dotted paths or callables; stubs in
+    tests); ``scheduler`` replaces the space's (a comparison with Ray's pooled ASHA).
+    ``reuse_actors`` keeps worker processes between trials, which saves each trial the import
+    of torch/transformers/TRL (tens of seconds on a small CPU). A GPU trial must get a fresh
+    process so its GPU memory is freed (Ray issue #30414). Default (None): reuse only when
+    trials use no GPU.
+
+    Raises:
+        ConfigError: the experiment exists and was started from a different space.
+    """
+    # Ray's own table output is replaced by SweepProgress lines (legacy engine + verbose=0).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if not (address or os.environ.get("RAY_ADDRESS")):
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # before Ray's import
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    from ray import tune
+
+    from jola_ray.sweep.cluster import connect, trial_resources
+    from jola_ray.sweep.progress import SweepProgress
+
+    say = say or (lambda s: print(s, flush=True))
+    storage, name, exp_path = experiment_location(space, storage_path, name)
+    fingerprint = space.fingerprint()
+    marker_text = _read_text(f"{exp_path}/{MARKER}")
+    resumable = tune.Tuner.can_restore(exp_path)
+    if resumable and marker_text:
+        stored = json.loads(marker_text).get("fingerprint")
+        if stored != fingerprint:
+            raise ConfigError(
+                f"{exp_path} holds an experiment started from a different search space "
+                f"(fingerprint {stored} there, {fingerprint} now; file {space.source}). "
+                f"Resuming it with a changed space would mix two grids. Start a new experiment "
+                f"with --name NEW_NAME (or another --storage-path), or restore the old space file."
+            )
+
+    cluster = connect(address=address, dashboard=dashboard)
+    notes = []
+    try:
+        if cluster.dashboard_url:
+            say(f"Ray dashboard: {cluster.dashboard_url}")
+        resources, note = trial_resources(space.resources, cluster.num_gpus)
+        if note:
+            notes.append(note)
+            say(note)
+        trainable = _trainable(space, resources, run_fn, make_config)
+        if reuse_actors is None:
+            reuse_actors = resources.get("gpu", 0.0) == 0
+        progress = SweepProgress()
+        t0 = time.monotonic()
+        if resumable:
+            say(f"resuming experiment {exp_path} (finished and pruned trials are kept)")
+            tuner = tune.Tuner.restore(exp_path, trainable=trainable, resume_errored=True)
+        else:
+            say(f"experiment {exp_path}: {space.grid_size()} trials")
+            marker = {
+                "fingerprint": fingerprint,
+                "space_file": space.source,
+                "name": name,
+                "trials": space.grid_size(),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            _write_text(f"{exp_path}/{MARKER}", json.dumps(marker, indent=2))
+            src_text = _read_text(space.source)
+            if src_text is not None:
+                _write_text(f"{exp_path}/{SPACE_COPY}", src_text)
+            tuner = _new_tuner(space, storage, name, trainable, progress, scheduler, reuse_actors)
+        results = tuner.fit()
+        wall = time.monotonic() - t0
+    finally:
+        cluster.shutdown()
+    statuses = _statuses(results, exp_path)
+    return SweepOutcome(exp_path, statuses, wall, resumable, results, notes, space.grid_size())
+
+
+def summary_text(outcome: SweepOutcome) -> str:
+    c = outcome.counts()
+    total = sum(c.values())
+    line = (
+        f"sweep done in {outcome.wall_s:.1f}s: {total} trials, {c['finished']} finished, "
+        f"{c['pruned']} pruned, {c['errored']} errored"
+        + (f", {c['unfinished']} unfinished" if c.get("unfinished") else "")
+        + f" -> {outcome.experiment_path}"
+    )
+    if c.get("unfinished"):
+        line += (
+            f"\ninterrupted: {c['unfinished']} trials unfinished; run the same command again "
+            "to resume them from their last checkpoints"
+        )
+    if c["errored"]:
+        errored = [t for t, s in outcome.statuses.items() if s == "errored"]
+        line += f"\nerrored trials: {', '.join(errored)} (error.txt in each trial directory)"
+    return line
+
+
+def comparison_table(outcome: SweepOutcome) -> str:
+    """The report of ``analysis`` when it is installed, else Ray's results DataFrame."""
+    try:
+        from analysis import render_report
+
+        return render_report([outcome.experiment_path])
+    except Exception as err:  # analysis absent or unable to read: fall back, say why
+        reason = f"(analysis report unavailable: {type(err).__name__}: {err})"
+    df = outcome.results.get_dataframe()
+    cols = [
+        c
+        for c in (
+            "config/task",
+            "config/seed",
+            "config/method",
+            "config/hp/config_name",
+            "epoch",
+            "run_status",
+            "dev_score",
+            "test_score",
+        )
+        if c in df.columns
+    ]
+    return f"{reason}\n{df[cols].to_string(index=False)}"
+
+
+def print_and_exit_code(outcome: SweepOutcome, stream=None) -> int:
+    stream = stream or sys.stdout
+    print(comparison_table(outcome), file=stream)
+    print(summary_text(outcome), file=stream)
+    return outcome.exit_code

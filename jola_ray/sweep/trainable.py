@@ -1,0 +1,124 @@
+"""The Ray Tune function trainable: one trial = one run of ``jola_ray.train.run``.
+
+The trial turns its config dict into the run config once, loads the model inside the worker
+(the run does; nothing large travels from the driver), resumes from Tune's checkpoint when one
+exists (a retry or a restored experiment), and forwards every report of the run to
+``tune.report`` with an edit-only checkpoint. Each report also sets live Gauges
+(``ray.util.metrics``) tagged by task, seed, config, method and model, which a cluster's
+Prometheus scrapes.
+
+The run function and the config builder are dotted paths (or callables), so tests inject stub
+runs without Ray pickling anything large: ``run(cfg, report, resume_from) -> dict`` and
+``make_config(flat_dict) -> cfg``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from ray import tune
+
+from jola_ray.sweep import DEFAULT_MAKE_CONFIG, DEFAULT_RUN
+from jola_ray.sweep.space import run_config_dict
+
+# Live metrics: result key -> Gauge name (exported as ray_<name> to Prometheus).
+GAUGES = {
+    "dev_loss": "jola_trial_dev_loss",
+    "dev_score": "jola_trial_dev_score",
+    "open_gate_fraction": "jola_trial_open_gate_fraction",
+    "step": "jola_trial_step",
+    "epoch": "jola_trial_epoch",
+}
+GAUGE_TAGS = ("task", "seed", "config", "method", "model")
+
+
+def resolve(target: str | Callable) -> Callable:
+    """A callable from a dotted path ``pkg.mod.attr[.attr]`` (or the callable itself).
+
+    A package attribute can be shadowed by a submodule of the same name once that submodule is
+    imported (``jola_ray.train.run`` the function vs the module ``jola_ray/train/run.py``); a
+    worker reused for a second trial would then get the module. The module's attribute of that
+    name is taken instead.
+    """
+    if callable(target) and not inspect.ismodule(target):
+        return target
+    parts = target.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr)
+            if inspect.ismodule(obj) and callable(getattr(obj, attr, None)):
+                obj = getattr(obj, attr)
+        return obj
+    raise ImportError(f"cannot import {target!r}")
+
+
+class TrialGauges:
+    """The trial's live Gauges; ``update`` sets every finite metric it knows from a report."""
+
+    def __init__(self, config: dict[str, Any]):
+        from ray.util.metrics import Gauge
+
+        self.tags = {
+            "task": str(config.get("task")),
+            "seed": str(config.get("seed")),
+            "config": str(config.get("hp", {}).get("config_name")),
+            "method": str(config.get("method")),
+            "model": str(config.get("model")),
+        }
+        self.gauges = {
+            key: Gauge(name, description=f"latest {key} of a jola-ray trial", tag_keys=GAUGE_TAGS)
+            for key, name in GAUGES.items()
+        }
+
+    def update(self, metrics: dict[str, Any]) -> None:
+        for key, gauge in self.gauges.items():
+            value = metrics.get(key)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                gauge.set(float(value), tags=self.tags)
+
+
+def sweep_trial(
+    config: dict[str, Any],
+    run_fn: str | Callable = DEFAULT_RUN,
+    make_config: str | Callable = DEFAULT_MAKE_CONFIG,
+) -> None:
+    """Run one trial of the sweep (called by Ray Tune in a worker process)."""
+    import ray
+
+    if not ray.get_gpu_ids():
+        # A worker with 0 GPUs still sees every GPU of the node (Ray >= 2.50): hide them.
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    orig_cwd = os.environ.get("TUNE_ORIG_WORKING_DIR")
+    if orig_cwd and os.path.isdir(orig_cwd):
+        # Tune moved the worker into the trial directory; relative paths in the run config
+        # (data_dir, a local model) mean the worker's own working directory.
+        os.chdir(orig_cwd)
+    flat = run_config_dict(config)
+    if "output_dir" not in flat:
+        flat["output_dir"] = os.path.join(tune.get_context().get_trial_dir(), "run")
+    cfg = resolve(make_config)(flat)
+    run = resolve(run_fn)
+    gauges = TrialGauges(config)
+
+    def report(metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+        gauges.update(metrics)
+        ckpt = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        tune.report(dict(metrics), checkpoint=ckpt)  # copies the checkpoint into storage
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        run(cfg, report=report, resume_from=None)
+        return
+    with tempfile.TemporaryDirectory(prefix="jola-resume-") as resume_dir:
+        checkpoint.to_directory(resume_dir)
+        run(cfg, report=report, resume_from=resume_dir)

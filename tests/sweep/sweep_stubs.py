@@ -1,0 +1,120 @@
+"""Stub runs for the sweep tests: the train contract's shape, no model, milliseconds per epoch.
+
+Workers import this module by name (tests/sweep is put on PYTHONPATH before Ray starts), and the
+sweep receives these functions as dotted paths, as it receives ``jola_ray.train.run``.
+
+Each stub takes the flat config dict (``make_config = sweep_stubs.identity``), reports once per
+epoch with a checkpoint holding ``state.json`` (the last epoch done), and once more at the end
+with ``run_status="finished"`` and test metrics, at the same epoch as the last one trained.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+
+# Per-task metric scale: demo_b's scores are 10x demo_a's (pooled ASHA prunes demo_a).
+TASK_SCALE = {"demo_a": 1.0, "demo_b": 10.0}
+
+
+def identity(flat: dict) -> dict:
+    return dict(flat)
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
+def score(cfg: dict, epoch: int) -> float:
+    """Dev score of a stub trial: grows with lr and epoch, scaled per task (independent of order)."""
+    return TASK_SCALE.get(cfg["task"], 1.0) * cfg.get("lr", 1.0) * (1 + 0.1 * epoch)
+
+
+def _start_epoch(resume_from: str | None) -> int:
+    if not resume_from:
+        return 1
+    with open(os.path.join(resume_from, "state.json")) as f:
+        return json.load(f)["epoch"] + 1
+
+
+def _checkpoint(report, metrics: dict, epoch: int, extra: dict | None = None) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "state.json"), "w") as f:
+            json.dump({"epoch": epoch, **(extra or {})}, f)
+        report(metrics, d)
+
+
+def scaled_run(cfg: dict, report, resume_from: str | None = None) -> dict:
+    """Epochs of ``score``; the final report repeats the last epoch with test metrics."""
+    epochs = cfg["epochs"]
+    start = _start_epoch(resume_from)
+    node = _node_id()
+    metrics = {}
+    for epoch in range(start, epochs + 1):
+        time.sleep(cfg.get("sleep", 0.0))
+        dev = score(cfg, epoch)
+        metrics = {
+            "epoch": epoch,
+            "step": epoch * 10,
+            "dev_score": dev,
+            "dev_loss": 1.0 / (1.0 + dev),
+            "open_gate_fraction": 0.5,
+            "run_status": "running",
+            "node_id": node,
+            "start_epoch": start,
+        }
+        _checkpoint(report, metrics, epoch)
+    final = {**metrics, "test_score": metrics.get("dev_score", 0.0), "run_status": "finished"}
+    _checkpoint(report, final, epochs)
+    return final
+
+
+def flaky_run(cfg: dict, report, resume_from: str | None = None) -> dict:
+    """Fails once after epoch ``fail_after`` (marker file in ``marker_dir``), then resumes."""
+    marker = os.path.join(cfg["marker_dir"], f"{cfg['task']}-{cfg['seed']}-{cfg['lr']}")
+    start = _start_epoch(resume_from)
+    for epoch in range(start, cfg["epochs"] + 1):
+        metrics = {
+            "epoch": epoch,
+            "dev_score": score(cfg, epoch),
+            "run_status": "running",
+            "start_epoch": start,
+        }
+        _checkpoint(report, metrics, epoch)
+        if epoch == cfg["fail_after"] and not os.path.exists(marker):
+            open(marker, "w").close()
+            raise RuntimeError("injected failure (a worker died)")
+    final = {**metrics, "test_score": 1.0, "run_status": "finished"}
+    _checkpoint(report, final, cfg["epochs"])
+    return final
+
+
+def bad_run(cfg: dict, report, resume_from: str | None = None) -> dict:
+    """Fails for task ``demo_b`` (a non-finite loss), runs normally otherwise."""
+    if cfg["task"] == "demo_b":
+        raise FloatingPointError("non-finite training loss at step 3")
+    return scaled_run(cfg, report, resume_from)
+
+
+def metrics_run(cfg: dict, report, resume_from: str | None = None) -> dict:
+    """Reports epoch 1, then holds (0.1 s naps) until ``release_file`` exists, at most 60 s,
+    so a test can scrape the live Gauges while the trial is running."""
+    metrics = {
+        "epoch": 1,
+        "step": 7,
+        "dev_score": 42.5,
+        "dev_loss": 0.25,
+        "open_gate_fraction": 0.75,
+        "run_status": "running",
+    }
+    _checkpoint(report, metrics, 1)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(cfg["release_file"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    final = {**metrics, "test_score": 1.0, "run_status": "finished"}
+    _checkpoint(report, final, 1)
+    return final
