@@ -15,7 +15,6 @@ runs without Ray pickling anything large: ``run(cfg, report, resume_from) -> dic
 from __future__ import annotations
 
 import importlib
-import inspect
 import math
 import os
 import tempfile
@@ -39,25 +38,17 @@ GAUGE_TAGS = ("task", "seed", "config", "method", "model")
 
 
 def resolve(target: str | Callable) -> Callable:
-    """A callable from a dotted path ``pkg.mod.attr[.attr]`` (or the callable itself).
-
-    A package attribute can be shadowed by a submodule of the same name once that submodule is
-    imported (``jola_ray.train.run`` the function vs the module ``jola_ray/train/run.py``); a
-    worker reused for a second trial would then get the module. The module's attribute of that
-    name is taken instead.
-    """
-    if callable(target) and not inspect.ismodule(target):
+    """A callable from a dotted path ``pkg.mod.attr[.attr]`` (or the callable itself)."""
+    if callable(target):
         return target
     parts = target.split(".")
-    for i in range(len(parts) - 1, 0, -1):
+    for i in range(len(parts) - 1, 0, -1):  # the longest importable module prefix
         try:
             obj: Any = importlib.import_module(".".join(parts[:i]))
         except ImportError:
             continue
         for attr in parts[i:]:
             obj = getattr(obj, attr)
-            if inspect.ismodule(obj) and callable(getattr(obj, attr, None)):
-                obj = getattr(obj, attr)
         return obj
     raise ImportError(f"cannot import {target!r}")
 

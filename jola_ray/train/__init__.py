@@ -16,7 +16,7 @@ __all__ = ["PROFILES", "RunConfig", "leaf_fields", "profile_defaults", "run"]
 
 
 def run(cfg, report=None, resume_from=None, **kwargs):
-    """See ``jola_ray.train.run.run``."""
-    from jola_ray.train.run import run as _run
+    """See ``jola_ray.train.pipeline.run``."""
+    from jola_ray.train.pipeline import run as _run
 
     return _run(cfg, report=report, resume_from=resume_from, **kwargs)

@@ -64,7 +64,7 @@ def _handle(args: argparse.Namespace) -> int:
         cfg = RunConfig.from_yaml(args.config, overrides)
     else:
         cfg = RunConfig.from_dict(overrides, source="command line")
-    from jola_ray.train.run import run
+    from jola_ray.train.pipeline import run
 
     def report(metrics: dict, checkpoint_dir: str) -> None:
         keys = ("epoch", "train_loss", "dev_loss", "dev_score", "test_score", "run_status")

@@ -91,7 +91,7 @@ def test_cli_flags_override_the_yaml_file_and_bad_flags_stop_before_loading(tmp_
     cfg = RunConfig.from_yaml(args.config, overrides)
     assert (cfg.lr, cfg.epochs, cfg.model, cfg.per_example_gates) == (0.5, 3, "tiny-qwen2", True)
 
-    import jola_ray.train.run as run_module
+    import jola_ray.train.pipeline as run_module
 
     monkeypatch.setattr(run_module, "run", lambda *a, **k: pytest.fail("the run must not start"))
     args = _parse(["train", "--lr", "-1", "--gate-temperature", "0", "--output-dir", str(tmp_path)])

@@ -7,7 +7,7 @@ from jola_ray.errors import TrainingError
 
 
 def test_out_of_memory_names_the_batch_size_and_model(tiny_cfg, monkeypatch):
-    import jola_ray.train.run as run_module
+    import jola_ray.train.pipeline as run_module
 
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

@@ -61,7 +61,7 @@ def test_non_finite_loss_names_the_step():
 def test_a_trainable_base_parameter_is_refused():
     from jola_ray.editing import JoLAConfig, apply_edit
     from jola_ray.tiny import build_tiny
-    from jola_ray.train.run import _check_trainable
+    from jola_ray.train.pipeline import _check_trainable
 
     model, _ = build_tiny("llama")
     edit = apply_edit(model, JoLAConfig(seed=0))

@@ -22,8 +22,6 @@ import json
 import logging
 import os
 import shutil
-import sys
-import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -567,15 +565,3 @@ def _base_fingerprint(model: torch.nn.Module) -> tuple:
         if not n.startswith("head_edit.")
     ]
     return tuple(items)
-
-
-class _CallableModule(types.ModuleType):
-    """This module is also reachable as ``jola_ray.train.run``, the package's ``run`` function:
-    once the module is imported, Python rebinds the package attribute ``run`` to the module, so
-    ``from jola_ray.train import run`` may yield the module. Calling it calls ``run``."""
-
-    def __call__(self, *args, **kwargs):
-        return run(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
