@@ -254,5 +254,5 @@ def test_demo_space_is_small_and_on_demo_tasks():
     assert all(t.startswith("demo_") for t in space.tasks)
     assert len(space.tasks) >= 2 and len(space.seeds) == 2
     assert set(space.methods) == {"jola", "zero_shot"} and len(space.configs) == 5
-    assert space.models == ("tiny-llama",)
+    assert space.models == ("tiny-demo",)
     assert json.loads(json.dumps(space.trials()))  # plain data, JSON-able
