@@ -15,19 +15,19 @@ def test_real_runs_report_per_epoch_and_finish_with_test_metrics(ray_cluster, tm
     demo = load_space("demo")
     raw = {
         "name": "real",
-        "tasks": [demo.tasks[0]],
+        "tasks": list(demo.tasks[:2]),
         "seeds": [42],
         "models": ["tiny-llama"],
         "methods": ["jola", "zero_shot"],
         "configs": [dict(c) for c in demo.configs[:2]],
         "fixed": {**demo.fixed, "epochs": 2, "train_size": 8, "dev_size": 8, "test_size": 8},
-        "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 3},
+        "scheduler": {"type": "fifo"},  # every trial finishes: the report must have them all
         "resources": {"cpu": 1, "gpu": 0},
     }
     space = parse_space(raw, "inline")  # validated against the real task registry and RunConfig
     outcome = run_sweep(space, storage_path=str(tmp_path), say=lambda s: None)
     trials = read_trials(tmp_path / "real")
-    assert len(trials) == 3
+    assert len(trials) == 6  # 2 tasks x (2 configs + zero-shot)
     for t in trials:
         assert t["error"] is None, t["error"]
         assert status(t) == "finished"
@@ -45,3 +45,12 @@ def test_real_runs_report_per_epoch_and_finish_with_test_metrics(ray_cluster, tm
     assert outcome.exit_code == 0
     table = comparison_table(outcome)
     assert "JoLA" in table or "jola" in table
+
+    # The analysis report of this experiment: one row per method, one column per task.
+    from analysis import build_report
+
+    report = build_report([str(tmp_path / "real")], out_dir=str(tmp_path / "report"), plots=False)
+    (demo_table,) = [t for t in report["tables"] if set(demo.tasks[:2]) <= set(t.header)]
+    methods = [row[0].text for row in demo_table.rows]
+    assert methods == ["Zero-shot", "JoLA"]
+    assert [h for h in demo_table.header if h.startswith("demo_")] == sorted(demo.tasks[:2])
