@@ -26,7 +26,7 @@ from analysis.errors import ExperimentDirError
 # PAUSED (an interrupted or running sweep), and "empty" for a trial with no result row and no
 # error.txt that Ray does not list as pending (killed before its first report).
 STATUSES = ("finished", "pruned", "errored", "unfinished", "empty")
-_RAY_OPEN = {"PENDING", "RUNNING", "PAUSED"}
+RAY_OPEN = frozenset({"PENDING", "RUNNING", "PAUSED"})
 # Top-level params.json keys that are not sweep axes.
 _NOT_AXES = ("hp", "fixed", "group", "config_name")
 KEY_COLUMNS = ("task", "seed", "model", "method")
@@ -113,21 +113,26 @@ def _flatten_params(params: dict) -> dict:
     return flat
 
 
-def _result_rows(fs: pafs.FileSystem, trial: str, names: dict) -> list[dict]:
-    """The trial's reports, oldest first; nested values (Ray's ``config`` copy) are dropped."""
+def read_result_rows(fs: pafs.FileSystem, trial: str) -> list[dict]:
+    """The rows of a trial's ``result.json``, oldest first; nested values (Ray's ``config``
+    copy) are dropped. Also used by the sweep's scheduler to rebuild ASHA rungs on resume."""
     rows: list[dict] = []
-    if "result.json" in names:
-        text = _read_text(fs, join(trial, "result.json"))
-        for line in text.splitlines():
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                # A trial killed mid-write leaves a truncated last line; the earlier rows stand.
-                continue
-            if isinstance(row, dict):
-                rows.append({k: v for k, v in row.items() if not isinstance(v, (dict, list))})
+    for line in _read_text(fs, join(trial, "result.json")).splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            # A trial killed mid-write leaves a truncated last line; the earlier rows stand.
+            continue
+        if isinstance(row, dict):
+            rows.append({k: v for k, v in row.items() if not isinstance(v, (dict, list))})
+    return rows
+
+
+def _result_rows(fs: pafs.FileSystem, trial: str, names: dict) -> list[dict]:
+    """The trial's reports, oldest first: ``result.json``, else ``progress.csv``."""
+    rows = read_result_rows(fs, trial) if "result.json" in names else []
     if not rows and "progress.csv" in names:
         text = _read_text(fs, join(trial, "progress.csv"))
         if text.strip():
@@ -273,6 +278,15 @@ def _ray_statuses(fs: pafs.FileSystem, root: str, top: dict) -> dict[str, str]:
         return {}
 
 
+def ray_statuses(exp_dir: str) -> dict[str, str]:
+    """trial_id -> Ray's status for an experiment directory (see ``_ray_statuses``)."""
+    fs, root = resolve(exp_dir)
+    try:
+        return _ray_statuses(fs, root, _children(fs, root))
+    except OSError:  # no such directory yet, or storage unreachable
+        return {}
+
+
 def _looks_like_trial(names: dict) -> bool:
     return "params.json" in names
 
@@ -336,7 +350,7 @@ def load_experiment(exp_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         trial_id = next((str(r["trial_id"]) for r in rows if "trial_id" in r), None)
         if trial_id is None:  # no report yet: Ray's dir names end in or contain the trial id
             trial_id = next((t for t in ray_status if t in name), name)
-        if summary["status"] in ("pruned", "empty") and ray_status.get(trial_id) in _RAY_OPEN:
+        if summary["status"] in ("pruned", "empty") and ray_status.get(trial_id) in RAY_OPEN:
             summary["status"] = "unfinished"
             summary["pruned_epoch"] = math.nan
         record = {

@@ -33,6 +33,13 @@ class ClusterHandle:
             ray.shutdown()
 
 
+def bind_local_to_loopback(address: str | None) -> None:
+    """Keep a Ray we start ourselves on 127.0.0.1; call before Ray is imported (it reads the
+    variable at import time, and the processes it starts inherit it)."""
+    if not (address or os.environ.get("RAY_ADDRESS")):
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
 def connect(address: str | None = None, dashboard: bool = False, **local_init) -> ClusterHandle:
     """Join Ray: reuse an initialised one, join ``address``/``RAY_ADDRESS``, or start a local one.
 
@@ -40,9 +47,7 @@ def connect(address: str | None = None, dashboard: bool = False, **local_init) -
     ``_metrics_export_port``, ...).
     """
     target = address or os.environ.get("RAY_ADDRESS")
-    if not target:
-        # Read by Ray at import time (and by the processes it starts): bind to loopback.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    bind_local_to_loopback(target)
     import ray
 
     if ray.is_initialized():

@@ -7,7 +7,6 @@ sweep runs, never for ``--dry-run``.
 from __future__ import annotations
 
 import argparse
-import os
 
 from jola_ray.sweep import DEFAULT_MAKE_CONFIG, DEFAULT_RUN
 
@@ -55,7 +54,6 @@ def handle(args: argparse.Namespace) -> int:
         _, _, exp_path = experiment_location(space, args.storage_path, args.name)
         print(f"experiment directory: {exp_path}")
         return 0
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     from jola_ray.sweep.runner import print_and_exit_code, run_sweep
 
     outcome = run_sweep(

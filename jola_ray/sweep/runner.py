@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analysis.load import RAY_OPEN, ray_statuses, resolve
 from jola_ray.errors import ConfigError
 from jola_ray.sweep import DEFAULT_MAKE_CONFIG, DEFAULT_RUN
 from jola_ray.sweep.space import SearchSpace, resolved_max_t
@@ -71,17 +72,8 @@ def experiment_location(space: SearchSpace, storage_path: str | None, name: str 
     return storage, name, f"{storage.rstrip('/')}/{name}"
 
 
-def _filesystem(path: str):
-    """(pyarrow filesystem, path inside it) for a local path or a URI."""
-    import pyarrow.fs
-
-    if is_uri(path):
-        return pyarrow.fs.FileSystem.from_uri(path)
-    return pyarrow.fs.LocalFileSystem(), path
-
-
 def _read_text(path: str) -> str | None:
-    fs, inner = _filesystem(path)
+    fs, inner = resolve(path)
     try:
         with fs.open_input_stream(inner) as f:
             return f.read().decode()
@@ -90,7 +82,7 @@ def _read_text(path: str) -> str | None:
 
 
 def _write_text(path: str, text: str) -> None:
-    fs, inner = _filesystem(path)
+    fs, inner = resolve(path)
     fs.create_dir(inner.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(inner) as f:
         f.write(text.encode())
@@ -111,35 +103,14 @@ def _status(result, ray_status: str | None) -> str:
         return "finished"
     if result.error is not None or ray_status == "ERROR":
         return "errored"
-    if ray_status in ("PENDING", "RUNNING", "PAUSED"):
+    if ray_status in RAY_OPEN:
         return "unfinished"
     return "pruned"
 
 
-def _ray_statuses(exp_path: str) -> dict[str, str]:
-    """trial_id -> Ray's status, from the newest ``experiment_state-*.json`` of the experiment."""
-    import pyarrow.fs
-
-    fs, inner = _filesystem(exp_path)
-    try:
-        infos = fs.get_file_info(pyarrow.fs.FileSelector(inner))
-    except (FileNotFoundError, OSError):
-        return {}
-    states = sorted(i.path for i in infos if i.base_name.startswith("experiment_state-"))
-    if not states:
-        return {}
-    with fs.open_input_stream(states[-1]) as f:
-        state = json.loads(f.read().decode())
-    out = {}
-    for trial_json, _ in state.get("trial_data", []):
-        trial = json.loads(trial_json) if isinstance(trial_json, str) else trial_json
-        out[trial.get("trial_id")] = trial.get("status")
-    return out
-
-
 def _statuses(results, exp_path: str) -> dict[str, str]:
     """trial_id -> status for every trial Ray created."""
-    ray_status = _ray_statuses(exp_path)
+    ray_status = ray_statuses(exp_path)
     out = {}
     for result in results:
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name.rsplit("-", 1)[
@@ -149,7 +120,7 @@ def _statuses(results, exp_path: str) -> dict[str, str]:
     return out
 
 
-def _trainable(space: SearchSpace, resources: dict, run_fn, make_config):
+def _trainable(resources: dict, run_fn, make_config):
     from ray import tune
 
     from jola_ray.sweep.trainable import sweep_trial
@@ -229,12 +200,12 @@ def run_sweep(
     """
     # Ray's own table output is replaced by SweepProgress lines (legacy engine + verbose=0).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    if not (address or os.environ.get("RAY_ADDRESS")):
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # before Ray's import
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    from jola_ray.sweep.cluster import bind_local_to_loopback, connect, trial_resources
+
+    bind_local_to_loopback(address)
     from ray import tune
 
-    from jola_ray.sweep.cluster import connect, trial_resources
     from jola_ray.sweep.progress import SweepProgress
 
     say = say or (lambda s: print(s, flush=True))
@@ -261,7 +232,7 @@ def run_sweep(
         if note:
             notes.append(note)
             say(note)
-        trainable = _trainable(space, resources, run_fn, make_config)
+        trainable = _trainable(resources, run_fn, make_config)
         if reuse_actors is None:
             reuse_actors = resources.get("gpu", 0.0) == 0
         progress = SweepProgress()

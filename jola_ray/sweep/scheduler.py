@@ -18,12 +18,13 @@ Two rules on top of ASHA's:
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+
+from analysis.load import read_result_rows
 
 logger = logging.getLogger(__name__)
 
@@ -104,18 +105,21 @@ class GroupedASHA(FIFOScheduler):
             self.stopped[trial.trial_id] = result.get(self.time_attr)
         return action
 
+    def _sub_of(self, trial: Trial) -> AsyncHyperBandScheduler | None:
+        return self._groups.get(self._group_of.get(trial.trial_id, ""))
+
     def on_trial_complete(self, tune_controller, trial: Trial, result: dict):
-        sub = self._groups.get(self._group_of.get(trial.trial_id, ""))
+        sub = self._sub_of(trial)
         if sub is not None and trial.trial_id in sub._trial_info:
             sub.on_trial_complete(tune_controller, trial, result)
 
     def on_trial_remove(self, tune_controller, trial: Trial):
-        sub = self._groups.get(self._group_of.get(trial.trial_id, ""))
+        sub = self._sub_of(trial)
         if sub is not None and trial.trial_id in sub._trial_info:
             sub.on_trial_remove(tune_controller, trial)
 
     def on_trial_error(self, tune_controller, trial: Trial):
-        sub = self._groups.get(self._group_of.get(trial.trial_id, ""))
+        sub = self._sub_of(trial)
         if sub is not None:
             sub.on_trial_error(tune_controller, trial)
 
@@ -128,8 +132,4 @@ class GroupedASHA(FIFOScheduler):
 
 def _read_results(trial: Trial) -> list[dict]:
     """The trial's recorded results, oldest first, from ``result.json`` in its storage dir."""
-    storage = trial.storage
-    path = f"{trial.path}/result.json"
-    with storage.storage_filesystem.open_input_stream(path) as f:
-        text = f.read().decode()
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return read_result_rows(trial.storage.storage_filesystem, trial.path)

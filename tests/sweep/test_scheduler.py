@@ -114,3 +114,17 @@ def test_restore_replays_recorded_results_into_the_rungs(tmp_path):
     empty = grouped()
     empty.on_trial_add(None, trial("new", "g"))
     assert feed(empty, trial("new", "g"), 1, 0.5) == CONTINUE
+
+
+def test_replay_skips_a_result_line_cut_off_when_the_driver_died(tmp_path):
+    # Killed while Ray wrote epoch 2: the first row stands, the cut line is skipped.
+    d = tmp_path / "cut"
+    d.mkdir()
+    first = {"epoch": 1, "dev_score": 0.8, "run_status": "running"}
+    (d / "result.json").write_text(json.dumps(first) + '\n{"epoch": 2, "dev_sc')
+    ours = grouped()
+    ours.on_trial_add(None, trial("cut", "g", path=str(d), last_result=first))
+    assert ours.replayed == 1
+    fresh = trial("new", "g")
+    ours.on_trial_add(None, fresh)
+    assert feed(ours, fresh, 1, 0.5) == STOP

@@ -219,7 +219,7 @@ def test_restore_rebuilds_the_rungs_from_recorded_results(ray_cluster, tmp_path)
     )
     space, outcome, _ = sweep(tmp_path, raw)
     assert sorted(outcome.statuses.values()) == ["finished", "pruned"]
-    trainable = _trainable(space, {"cpu": 1}, "sweep_stubs.scaled_run", "sweep_stubs.identity")
+    trainable = _trainable({"cpu": 1}, "sweep_stubs.scaled_run", "sweep_stubs.identity")
     tuner = tune.Tuner.restore(str(tmp_path / "stub"), trainable=trainable, resume_errored=True)
     scheduler = tuner._local_tuner._tune_config.scheduler  # the instance the restored run uses
     tuner.fit()
