@@ -14,6 +14,8 @@ import string
 
 import torch
 
+from jola_ray.errors import ConfigError
+
 TINY_PREFIX = "tiny-"
 
 _SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
@@ -86,7 +88,8 @@ def tiny_config(arch: str = "llama", **overrides):
     """The config of a tiny random model of architecture ``arch`` (see ``TINY_ARCHS``)."""
     archs = _architectures()
     if arch not in archs:
-        raise ValueError(f"unknown tiny model {arch!r}; known: {', '.join(TINY_SPECS)}")
+        known = ", ".join(TINY_PREFIX + a for a in TINY_SPECS)
+        raise ConfigError(f"model: unknown tiny model {TINY_PREFIX + arch!r}; known: {known}")
     config_cls, _, extra = archs[arch]
     fields = {**_BASE, "vocab_size": _vocab_size(), **extra, **overrides}
     return config_cls(**fields)
@@ -110,6 +113,8 @@ def build_tiny(
             )
         except ValueError:
             # Some architectures (Gemma 2) have no SDPA path: use the eager attention instead.
+            if attn_implementation != "sdpa":
+                raise
             torch.manual_seed(seed)
             model = model_cls._from_config(config, attn_implementation="eager", dtype=dtype)
     model.eval()

@@ -242,9 +242,9 @@ def custom_pools(task: Task, path: str | Path | None) -> Pools:
             raise DataError(f"{path}: missing test.jsonl (expected {expected})")
         dev_path = path / "dev.jsonl"
         return Pools(
-            train=_custom_file(task, path / "train.jsonl", "train"),
-            dev=_custom_file(task, dev_path, "dev") if dev_path.is_file() else None,
-            test=_custom_file(task, path / "test.jsonl", "test"),
+            train=_instruction_file(task, path / "train.jsonl", "train"),
+            dev=_instruction_file(task, dev_path, "dev") if dev_path.is_file() else None,
+            test=_instruction_file(task, path / "test.jsonl", "test"),
             origin=f"files in {path}",
         )
     single = path / "data.jsonl" if path.is_dir() else path
@@ -263,10 +263,3 @@ def custom_pools(task: Task, path: str | Path | None) -> Pools:
         if not by_split[split]:
             raise DataError(f"{single}: no row has split {split!r} (expected {expected})")
     return Pools(by_split["train"], by_split["dev"] or None, by_split["test"], f"file {single}")
-
-
-def _custom_file(task: Task, path: Path, split: str) -> list[Example]:
-    return [
-        _instruction_example(task, row, f"{path}: row {n}", f"{split}-{n:06d}")
-        for n, row in read_records(path)
-    ]

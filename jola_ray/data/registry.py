@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from jola_ray.data.demo import DEMO_TASKS
-from jola_ray.data.task import Task
+from jola_ray.data.task import Task, label_alternation
 from jola_ray.errors import DataError, UnknownTaskError
 
 GEM_METRICS = ("bleu", "rougeL", "rouge1", "rouge2", "chrf")
@@ -92,11 +92,6 @@ ALIASES = {
     "e2e": "e2e_nlg",
     "mmlu_pro_cs": "mmlu_pro_computer_science",
 }
-
-
-def _label_pattern(labels: tuple[str, ...]) -> str:
-    """An alternation of the labels, longest first so no label shadows a longer one."""
-    return "|".join(re.escape(label) for label in sorted(labels, key=len, reverse=True))
 
 
 def _builtin_tasks() -> dict[str, Task]:
@@ -214,7 +209,7 @@ def _builtin_tasks() -> dict[str, Task]:
             metrics=("accuracy",),
             primary_metric="accuracy",
             labels=labels,
-            label_pattern=_label_pattern(labels),
+            label_pattern=label_alternation(labels),
             max_new_tokens=4,
             description="synthetic demo task (generated, no files)",
             split_sizes=(128, 64, 100),
@@ -232,7 +227,7 @@ def _custom_task(name, path, metric, labels, kind, max_new_tokens=None) -> Task:
         metrics=(metric,),
         primary_metric=metric,
         labels=labels,
-        label_pattern=_label_pattern(labels) if labels else None,
+        label_pattern=label_alternation(labels) if labels else None,
         max_new_tokens=max_new_tokens or (16 if labels else 64),
         description="user task from JSONL files (instruction, answer, optional split)",
         extra={"loader": "custom", "path": path},

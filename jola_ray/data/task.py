@@ -7,6 +7,7 @@ scores predictions against them; the training package turns them into TRL datase
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,6 +19,11 @@ PROMPT_TEMPLATE = (
     "completes the request.\n ### Instruction:\n{instruction}\n\n### Response:\n"
 )
 RESPONSE_MARKER = "### Response:"
+
+
+def label_alternation(labels: tuple[str, ...]) -> str:
+    """A regex alternation of the labels, longest first so "answer10" is not read as "answer1"."""
+    return "|".join(re.escape(label) for label in sorted(labels, key=len, reverse=True))
 
 
 def build_prompt(instruction: str) -> str:

@@ -48,6 +48,13 @@ class LoFiTEdit(HeadEdit):
             self.bias_vector = nn.Parameter(
                 torch.randn(len(flat), d, generator=generator) * config.init_std
             )
+            # Per edited layer: which rows of bias_vector are its heads, and which heads they are
+            # (derived from `heads`, so not saved with the edit).
+            for layer in {la for la, _ in config.heads}:
+                rows = [i for i, (la, _) in enumerate(config.heads) if la == layer]
+                heads = [config.heads[i][1] for i in rows]
+                self.register_buffer(f"_rows_{layer}", torch.tensor(rows), persistent=False)
+                self.register_buffer(f"_heads_{layer}", torch.tensor(heads), persistent=False)
 
     @staticmethod
     def count(geometry: HeadGeometry, config: LoFiTConfig) -> int:
@@ -75,9 +82,9 @@ class LoFiTEdit(HeadEdit):
             scale = (1 + self.scale_vector[layer]).to(device=z.device, dtype=z.dtype)  # [H, d]
             return z * scale
         g = self.geometry
-        full = self.bias_vector.new_zeros(g.total_heads, g.head_dim)
-        full = full.index_copy(0, self.flat_index, self.bias_vector)  # [L*H, d]
-        bias = full.view(g.num_layers, g.num_heads, g.head_dim)[layer]  # [H, d]
+        rows, heads = getattr(self, f"_rows_{layer}"), getattr(self, f"_heads_{layer}")
+        bias = self.bias_vector.new_zeros(g.num_heads, g.head_dim)  # [H, d], zero off the top K
+        bias = bias.index_copy(0, heads, self.bias_vector.index_select(0, rows))
         return z + bias.to(device=z.device, dtype=z.dtype)
 
     def penalty(self, lambda_t: float | None = None) -> torch.Tensor:

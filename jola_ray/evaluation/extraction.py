@@ -12,7 +12,7 @@ import re
 import string
 from functools import lru_cache
 
-from jola_ray.data.task import RESPONSE_MARKER, Task
+from jola_ray.data.task import RESPONSE_MARKER, Task, label_alternation
 
 
 def first_response_line(text: str) -> str:
@@ -32,9 +32,7 @@ def _label_regex(pattern: str | None, labels: tuple[str, ...] | None) -> re.Patt
     if pattern is not None:
         return re.compile(pattern)
     if labels:
-        # Longest first, so "answer10" is not read as "answer1".
-        alternatives = sorted(labels, key=len, reverse=True)
-        return re.compile("|".join(re.escape(label) for label in alternatives))
+        return re.compile(label_alternation(labels))
     return None
 
 

@@ -68,15 +68,16 @@ def continuation_logprobs(
     device = model_device(model)
     scores = [0.0] * len(pairs)
     lengths = [len(ids) for ids in prompt_ids]
+    cache_kwarg = _cache_kwarg(model)
     for batch in _prompt_batches(lengths, [len(r) for r in rows_of], batch_size):
         rows = [j for i in batch for j in rows_of[i]]
         owner = torch.tensor([k for k, i in enumerate(batch) for _ in rows_of[i]], device=device)
         prompt = left_pad([prompt_ids[i] for i in batch], pad, device)
         out = model(**prompt, use_cache=True, logits_to_keep=1)
         # out.logits: (prompts, 1, vocab), the next-token distribution after each prompt
-        first_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)[owner]  # (rows, vocab)
+        first_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (prompts, vocab)
         first = [cont_ids[j][0] if cont_ids[j] else pad for j in rows]
-        first_lp = first_logp.gather(1, torch.tensor(first, device=device)[:, None])[:, 0]
+        first_lp = first_logp[owner, torch.tensor(first, device=device)]  # (rows,)
         totals = [
             float(v) if cont_ids[j] else 0.0 for v, j in zip(first_lp.tolist(), rows, strict=True)
         ]
@@ -100,7 +101,7 @@ def continuation_logprobs(
                 attention_mask=torch.cat([prompt["attention_mask"][owner], mask], dim=1),
                 position_ids=positions,
                 use_cache=True,
-                **{_cache_kwarg(model): cache},
+                **{cache_kwarg: cache},
             ).logits
             # logits: (rows, width, vocab); position t predicts the candidate's token t + 1
             targets = torch.full((len(rows), width), pad, dtype=torch.long)

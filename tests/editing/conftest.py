@@ -5,13 +5,10 @@ import torch
 
 from jola_ray.tiny import build_tiny
 
-# Gemma 2 has no SDPA path in transformers; every other tiny model runs its default (SDPA).
-_ATTN = {"gemma2": "eager"}
-
 
 def _build(arch: str = "llama", **overrides):
-    model, tokenizer = build_tiny(arch, attn_implementation=_ATTN.get(arch, "sdpa"), **overrides)
-    return model, tokenizer
+    # SDPA, or eager where the architecture has no SDPA path (Gemma 2): build_tiny decides.
+    return build_tiny(arch, **overrides)
 
 
 @pytest.fixture
