@@ -125,12 +125,11 @@ def _handle_evaluate(args: argparse.Namespace) -> int:
     metrics = {f"{args.split}_{k}": v for k, v in result.metrics.items()}
     print(json.dumps({"task": task.name, "examples": len(examples), **metrics}))
     if args.output_dir:
+        from jola_ray.train.pipeline import write_results
+
         out = Path(args.output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        with open(out / "predictions.jsonl", "w", encoding="utf-8") as fh:
-            for row in result.predictions:
-                fh.write(json.dumps(row) + "\n")
+        write_results(out, metrics, result.predictions)
     return 0
 
 

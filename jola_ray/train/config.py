@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -164,8 +165,9 @@ _REFERENCE_CODE = {
 }
 
 
+@functools.cache
 def leaf_fields() -> dict[str, tuple[str, dataclasses.Field]]:
-    """Every leaf name -> (section name, dataclass field)."""
+    """Every leaf name -> (section name, dataclass field); built once (do not mutate)."""
     out: dict[str, tuple[str, dataclasses.Field]] = {}
     for section, cls in _SECTIONS.items():
         for f in fields(cls):

@@ -23,7 +23,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -54,6 +54,7 @@ class _Run:
     out: Path
     report: Report | None
     cost: CostMeter
+    datasets: dict = field(default_factory=dict)  # kind -> (train, dev), built once per run
 
 
 def run(
@@ -268,7 +269,6 @@ def _lofit(ctx: _Run, resumed: RunState | None, resume_from: str | None) -> dict
             s1_wall_s=state1.wall_s,
             heads=[list(h) for h in heads],
         )
-    torch.manual_seed(cfg.seed)
     edit2 = apply_edit(ctx.model, LoFiTConfig(stage="bias", heads=tuple(heads), seed=cfg.seed))
     n_params = _check_trainable(ctx.model, edit2)
     s1_keys = {k: v for k, v in s1.items() if k != "heads"}
@@ -418,12 +418,17 @@ def _trainer_args(ctx: _Run, stage_dir: Path, lr: float, kind: str):
 
 
 def _datasets(ctx: _Run, kind: str):
-    from jola_ray.train.trl_data import dpo_dataset, sft_dataset
+    """(train, dev) TRL datasets of ``kind``; LoFiT's two stages share one build."""
+    if kind not in ctx.datasets:
+        from jola_ray.train.trl_data import dpo_dataset, sft_dataset
 
-    if kind == "dpo":
-        return dpo_dataset(ctx.splits.train, "train"), dpo_dataset(ctx.splits.dev, "dev")
-    tok, eos = ctx.tokenizer, ctx.cfg.append_eos
-    return sft_dataset(ctx.splits.train, tok, eos), sft_dataset(ctx.splits.dev, tok, eos)
+        if kind == "dpo":
+            pair = dpo_dataset(ctx.splits.train, "train"), dpo_dataset(ctx.splits.dev, "dev")
+        else:
+            tok, eos = ctx.tokenizer, ctx.cfg.append_eos
+            pair = sft_dataset(ctx.splits.train, tok, eos), sft_dataset(ctx.splits.dev, tok, eos)
+        ctx.datasets[kind] = pair
+    return ctx.datasets[kind]
 
 
 @contextlib.contextmanager
@@ -523,15 +528,20 @@ def _finish(
     return metrics
 
 
+def write_results(directory: Path, metrics: dict, predictions: list) -> None:
+    """``metrics.json`` and ``predictions.jsonl`` (one line per example) in ``directory``."""
+    (directory / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    with open(directory / "predictions.jsonl", "w") as fh:
+        for p in predictions:
+            fh.write(json.dumps(p) + "\n")
+
+
 def _write_final(
     ctx: _Run, final: Path, metrics: dict, predictions: list, edit, table=None
 ) -> None:
     """metrics.json, predictions.jsonl, gates.csv, edit.safetensors in ``final``, copied to the
     output directory's top level beside config.yaml."""
-    (final / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    with open(final / "predictions.jsonl", "w") as fh:
-        for p in predictions:
-            fh.write(json.dumps(p) + "\n")
+    write_results(final, metrics, predictions)
     if edit is not None:
         from jola_ray.editing import save_edit
 

@@ -15,18 +15,20 @@ from collections.abc import Sequence
 
 from jola_ray.data.task import Example
 from jola_ray.errors import DataError
+from jola_ray.evaluation.batching import encode_prompts
 
 
 def sft_dataset(examples: Sequence[Example], tokenizer, append_eos: bool = False):
     """Pre-tokenized ``input_ids``/``labels`` rows for ``SFTTrainer`` (loss on the answer only)."""
     from datasets import Dataset
 
+    prompts = encode_prompts(tokenizer, [e.prompt for e in examples])  # as evaluation does
+    answers = tokenizer([e.answer for e in examples], add_special_tokens=False)["input_ids"]
     input_ids, labels = [], []
-    for e in examples:
-        prompt_ids = tokenizer(e.prompt)["input_ids"]
-        answer_ids = tokenizer(e.answer, add_special_tokens=False)["input_ids"]
+    for prompt_ids, answer_ids in zip(prompts, answers, strict=True):
+        answer_ids = list(answer_ids)
         if append_eos:
-            answer_ids = [*answer_ids, tokenizer.eos_token_id]
+            answer_ids.append(tokenizer.eos_token_id)
         input_ids.append([*prompt_ids, *answer_ids])
         labels.append([-100] * len(prompt_ids) + answer_ids)
     return Dataset.from_dict({"input_ids": input_ids, "labels": labels})
