@@ -52,13 +52,12 @@ def ledger(trials: pd.DataFrame) -> pd.DataFrame:
     grid epochs; ``not_run`` also counts epochs early stopping skipped in finished trials.
     """
     seconds, source = _trial_seconds(trials)
+    grid = _grid_epochs(trials)
     frame = trials.assign(
         _seconds=seconds,
         _source=source,
-        _grid=_grid_epochs(trials),
-        _pruned_left=(_grid_epochs(trials) - trials["epochs_run"]).where(
-            trials["status"] == "pruned", 0.0
-        ),
+        _grid=grid,
+        _pruned_left=(grid - trials["epochs_run"]).where(trials["status"] == "pruned", 0.0),
     )
     rows = []
     for task, group in [*frame.groupby("task", sort=True), ("total", frame)]:
@@ -97,14 +96,10 @@ def asha_effect(trials: pd.DataFrame) -> pd.DataFrame:
     """
     grid = _grid_epochs(trials)
     cell_axes = analysis_axes(trials)
-    per_exp = {
-        exp: select_configs(group, cell_axes)
-        for exp, group in trials.groupby("experiment", sort=False)
-    }
     axes = [*cell_axes, "seed"]
     full, pruned = {}, {}
-    for exp, group in trials.groupby("experiment", sort=False):
-        sel = per_exp[exp].set_index(axes)
+    for _exp, group in trials.groupby("experiment", sort=False):
+        sel = select_configs(group, cell_axes).set_index(axes)
         for key, cell in group.groupby(axes, sort=False):
             if key not in sel.index:
                 continue

@@ -11,7 +11,7 @@ from analysis.ledger import asha_effect, ledger, status_counts
 from analysis.load import load_experiments
 from analysis.plots import asha_savings, axis_plots, gate_maps, learning_curves
 from analysis.select import extra_axes, select_configs, summarise
-from analysis.tables import EXTENSIONS, RENDERERS, Table, axis_tables, paper_tables
+from analysis.tables import RENDERERS, Table, axis_tables, paper_tables
 
 FORMATS = tuple(RENDERERS)
 
@@ -96,7 +96,7 @@ def build_report(exp_dirs, out_dir: str | None = None, plots: bool = True) -> di
         _write_frame(frame, out_dir, name, parquet=name in ("trials", "epochs"))
     for table in tables:
         for fmt, render in RENDERERS.items():
-            path = os.path.join(table_dir, f"{table.slug}.{EXTENSIONS[fmt]}")
+            path = os.path.join(table_dir, f"{table.slug}.{fmt}")
             with open(path, "w", encoding="utf-8") as fh:
                 fh.write(render(table))
     written: list[str] = []
@@ -130,9 +130,8 @@ def render_report(exp_dirs, out_dir: str | None = None, fmt: str = "md", plots: 
     out.append(frame_to_markdown(rep["status"]))
     out.append("**Seeds without a selected configuration**\n")
     out.append(_missing_section(rep["summary"], extra_axes(rep["trials"])))
-    led = rep["ledger"].copy()
     out.append("**Compute ledger** (hours: GPU seconds, or wall seconds where source says so)\n")
-    out.append(frame_to_markdown(led, floatfmt="{:.4g}"))
+    out.append(frame_to_markdown(rep["ledger"], floatfmt="{:.4g}"))
     asha = rep["asha"]
     if (asha["compared"] > 0).any():
         out.append("**ASHA vs the full grid** (seeds compared, same configuration selected)\n")

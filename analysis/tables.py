@@ -296,4 +296,3 @@ def to_csv(table: Table) -> str:
 
 
 RENDERERS = {"md": to_markdown, "tex": to_latex, "csv": to_csv}
-EXTENSIONS = {"md": "md", "tex": "tex", "csv": "csv"}

@@ -157,8 +157,7 @@ def run(
                 res["trials"] = trials
                 res["trials_per_device_hour"] = 3600.0 * res["counts"]["finished"] / res["wall_s"]
                 per_level[str(n)] = res
-            noop_resources = {"cpu": 1, "gpu": 0} if on_gpu else {"cpu": 1, "gpu": 0}
-            space = _space("noop", shape, device, configs, seeds, fixed, noop_resources)
+            space = _space("noop", shape, device, configs, seeds, fixed, {"cpu": 1, "gpu": 0})
             noop = _fit(space, storage, "benchmarks.sweep_bench.noop_run", max_concurrent=1)
     finally:
         ray.shutdown()
