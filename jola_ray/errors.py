@@ -13,9 +13,17 @@ class JolaRayError(Exception):
 
 
 class ConfigError(JolaRayError):
-    """A run config, search space or CLI flag is invalid (every bad field listed at once)."""
+    """A run config, search space or CLI flag is invalid (every bad field listed at once).
+
+    ``problems`` holds the bad fields one per entry, for callers that regroup them (the sweep
+    prefixes each with the configuration it came from); the message lists them too.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
 
 
 class DataError(JolaRayError):

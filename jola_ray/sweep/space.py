@@ -492,9 +492,8 @@ def _check_run_configs(space: SearchSpace) -> list[str]:
         try:
             run_config.from_dict(run_config_dict(trial), source=where)
         except ConfigError as err:
-            # The message is "SOURCE: N invalid field(s):" then one indented line per field.
-            for line in str(err).splitlines()[1:] or [str(err)]:
-                seen.setdefault(f"{where}: {line.strip()}", None)
+            for problem in err.problems or [str(err)]:
+                seen.setdefault(f"{where}: {problem}", None)
     return list(seen)
 
 

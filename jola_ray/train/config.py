@@ -247,7 +247,8 @@ class RunConfig:
         problems += _validate(values)
         if problems:
             raise ConfigError(
-                f"{source}: {len(problems)} invalid field(s):\n  " + "\n  ".join(problems)
+                f"{source}: {len(problems)} invalid field(s):\n  " + "\n  ".join(problems),
+                problems,
             )
         sections = {name: sec_cls() for name, sec_cls in _SECTIONS.items()}
         for key, value in values.items():
