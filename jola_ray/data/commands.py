@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from jola_ray.data.loading import DEFAULT_SEED
+from jola_ray.data.task import DEFAULT_SEED
 
 
 def register(subparsers) -> None:

@@ -9,9 +9,7 @@ from jola_ray.data.hub import convert_hub_rows, fetch_hub_rows
 from jola_ray.data.local import custom_pools, local_pools
 from jola_ray.data.registry import get_task
 from jola_ray.data.sampling import Pools, sample_splits
-from jola_ray.data.task import Splits, Task
-
-DEFAULT_SEED = 42
+from jola_ray.data.task import DEFAULT_SEED, Splits, Task
 
 
 def load_pools(task: Task, data_dir: str | Path | None = None) -> Pools:

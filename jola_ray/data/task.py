@@ -19,6 +19,8 @@ PROMPT_TEMPLATE = (
     "completes the request.\n ### Instruction:\n{instruction}\n\n### Response:\n"
 )
 RESPONSE_MARKER = "### Response:"
+# The paper samples its 200 training examples with seed 42.
+DEFAULT_SEED = 42
 
 
 def label_alternation(labels: tuple[str, ...]) -> str:
