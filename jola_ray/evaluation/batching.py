@@ -20,11 +20,26 @@ def pad_id(tokenizer) -> int:
     return 0
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
-    """Indices grouped into batches of similar length (longest first, so memory peaks early)."""
+def length_sorted_batches(
+    lengths: Sequence[int], batch_size: int, rows_per_item: Sequence[int] | None = None
+) -> Iterator[list[int]]:
+    """Indices grouped into batches of similar length (longest first, so memory peaks early).
+
+    A batch holds at most ``batch_size`` rows; item ``i`` counts ``rows_per_item[i]`` rows (one
+    each by default; label scoring: one per candidate of a prompt).
+    """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
-    for start in range(0, len(order), batch_size):
-        yield order[start : start + batch_size]
+    batch: list[int] = []
+    rows = 0
+    for i in order:
+        size = 1 if rows_per_item is None else rows_per_item[i]
+        if batch and rows + size > batch_size:
+            yield batch
+            batch, rows = [], 0
+        batch.append(i)
+        rows += size
+    if batch:
+        yield batch
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad: int, device) -> dict[str, torch.Tensor]:

@@ -14,34 +14,23 @@ candidate.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 
-from jola_ray.evaluation.batching import encode_prompts, left_pad, model_device, pad_id
+from jola_ray.evaluation.batching import (
+    encode_prompts,
+    left_pad,
+    length_sorted_batches,
+    model_device,
+    pad_id,
+)
 
 
 def _cache_kwarg(model) -> str:
     """The forward argument for a KV cache: ``cache`` (transformers >= 5.2x) or the older name."""
     params = inspect.signature(model.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
-
-
-def _prompt_batches(
-    prompt_lengths: Sequence[int], rows_per_prompt: Sequence[int], batch_size: int
-) -> Iterator[list[int]]:
-    """Prompt indices, longest first, grouped so a group holds at most ``batch_size`` rows."""
-    order = sorted(range(len(prompt_lengths)), key=lambda i: prompt_lengths[i], reverse=True)
-    batch: list[int] = []
-    rows = 0
-    for i in order:
-        if batch and rows + rows_per_prompt[i] > batch_size:
-            yield batch
-            batch, rows = [], 0
-        batch.append(i)
-        rows += rows_per_prompt[i]
-    if batch:
-        yield batch
 
 
 @torch.no_grad()
@@ -69,7 +58,7 @@ def continuation_logprobs(
     scores = [0.0] * len(pairs)
     lengths = [len(ids) for ids in prompt_ids]
     cache_kwarg = _cache_kwarg(model)
-    for batch in _prompt_batches(lengths, [len(r) for r in rows_of], batch_size):
+    for batch in length_sorted_batches(lengths, batch_size, [len(r) for r in rows_of]):
         rows = [j for i in batch for j in rows_of[i]]
         owner = torch.tensor([k for k, i in enumerate(batch) for _ in rows_of[i]], device=device)
         prompt = left_pad([prompt_ids[i] for i in batch], pad, device)
