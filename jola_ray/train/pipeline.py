@@ -289,7 +289,7 @@ def _lofit(ctx: _Run, resumed: RunState | None, resume_from: str | None) -> dict
         resume_from=resume_from if s2_resumed else None,
         stage1=s1,
     )
-    return _finish(ctx, edit2, state2, n_params, extra=s1_keys, stage1=s1)
+    return _finish(ctx, edit2, state2, n_params)
 
 
 # --- one training stage --------------------------------------------------------------------
@@ -476,14 +476,9 @@ def _evaluate(ctx: _Run, examples, split: str) -> _Eval:
     return _Eval(metrics, res.predictions)
 
 
-def _finish(
-    ctx: _Run,
-    edit,
-    state: RunState,
-    n_params: int,
-    extra: dict | None = None,
-    stage1: dict | None = None,
-) -> dict:
+def _finish(ctx: _Run, edit, state: RunState, n_params: int) -> dict:
+    """Test the best epoch's edit and publish the final metrics. LoFiT's stage-1 summary
+    (``state.stage1``: its ``s1_*`` keys and selected heads) joins stage 2's metrics."""
     from jola_ray.train.trainer import load_trainable_state
 
     if state.best_state is not None:
@@ -494,7 +489,7 @@ def _finish(
     last = dict(state.history[-1])
     best = state.history[state.best_epoch - 1] if state.best_epoch else last
     # LoFiT's cost includes stage 1 (its summary travels in the stage-2 checkpoints)
-    s1 = stage1 or {}
+    s1 = state.stage1
     steps = int(last["step"]) + int(s1.get("s1_steps", 0))
     metrics = {
         **last,
@@ -509,7 +504,7 @@ def _finish(
             tokens=state.tokens + int(s1.get("s1_tokens", 0)),
             wall_s=state.wall_s + float(s1.get("s1_wall_s", 0.0)),
         ),
-        **(extra or {}),
+        **{k: v for k, v in s1.items() if k != "heads"},
         "run_status": "finished",
     }
     final = ctx.out / FINAL_DIR
@@ -520,7 +515,7 @@ def _finish(
         history=state.history,
         best_epoch=state.best_epoch,
         finished=True,
-        stage1=stage1 or {},
+        stage1=s1,
     )
     done.save(final)
     if ctx.report is not None:
