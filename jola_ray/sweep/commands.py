@@ -32,7 +32,24 @@ def register(subparsers) -> None:
     p.add_argument("--storage-path", help="directory or URI (s3://, gs://) for experiments")
     p.add_argument("--name", help="experiment name (default: the space's name)")
     p.add_argument("--address", help="existing Ray cluster (default: RAY_ADDRESS, else local)")
-    p.add_argument("--dashboard", action="store_true", help="start the Ray dashboard on 127.0.0.1")
+    p.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="start the Ray dashboard on 127.0.0.1 and print its URL and how to authenticate",
+    )
+    p.add_argument(
+        "--metrics-export-port",
+        type=int,
+        metavar="PORT",
+        help="export a local Ray's Prometheus metrics on http://127.0.0.1:PORT/metrics",
+    )
+    p.add_argument(
+        "--log-to",
+        action="append",
+        metavar="TRACKER",
+        help="also log trials to tensorboard, wandb or mlflow (Ray Tune's logger callbacks; "
+        "comma-separated or repeated; the package must be installed)",
+    )
     p.add_argument(
         "--dry-run", action="store_true", help="validate and print the grid; start nothing"
     )
@@ -62,6 +79,8 @@ def handle(args: argparse.Namespace) -> int:
         name=args.name,
         address=args.address,
         dashboard=args.dashboard,
+        metrics_export_port=args.metrics_export_port,
+        log_to=args.log_to,
         run_fn=args.run_fn,
         make_config=args.make_config,
     )

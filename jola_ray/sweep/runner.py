@@ -96,6 +96,18 @@ def trial_dirname(trial) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", prefix)[:100] + f"-{trial.trial_id}"
 
 
+def trial_name(trial) -> str:
+    """Ray's name of a trial (its logs, experiment state, the actor's repr):
+    task-s<seed>-<method>-<config>[-<axis>=<value>...]-<trial id>."""
+    from jola_ray.sweep.progress import extra_axes_label
+
+    c = trial.config
+    hp = c.get("hp", {}).get("config_name", "x")
+    parts = [str(c.get("task")), f"s{c.get('seed')}", str(c.get("method")), str(hp)]
+    parts += extra_axes_label(c).split()
+    return "-".join(parts) + f"-{trial.trial_id}"
+
+
 def _status(result, ray_status: str | None) -> str:
     """The contract's status of one trial; ``unfinished`` while Ray's saved experiment state
     lists it as pending, running or paused (the sweep was interrupted)."""
@@ -123,10 +135,11 @@ def _statuses(results, exp_path: str) -> dict[str, str]:
 def _trainable(resources: dict, run_fn, make_config):
     from ray import tune
 
-    from jola_ray.sweep.trainable import sweep_trial
+    from jola_ray.sweep.trainable import named_trainable, sweep_trial
 
     fn = tune.with_parameters(sweep_trial, run_fn=run_fn, make_config=make_config)
-    return tune.with_resources(fn, {k: v for k, v in resources.items() if v})
+    fn = tune.with_resources(fn, {k: v for k, v in resources.items() if v})
+    return named_trainable(fn)
 
 
 def _scheduler(space: SearchSpace):
@@ -146,7 +159,13 @@ def _scheduler(space: SearchSpace):
 
 
 def _new_tuner(
-    space: SearchSpace, storage: str, name: str, trainable, progress, scheduler, reuse_actors
+    space: SearchSpace,
+    storage: str,
+    name: str,
+    trainable,
+    callbacks,
+    scheduler,
+    reuse_actors,
 ):
     from ray import tune
 
@@ -161,6 +180,7 @@ def _new_tuner(
         num_samples=len(trials),
         max_concurrent_trials=space.max_concurrent_trials,
         trial_dirname_creator=trial_dirname,
+        trial_name_creator=trial_name,
         reuse_actors=reuse_actors,
     )
     run_config = tune.RunConfig(
@@ -168,7 +188,7 @@ def _new_tuner(
         storage_path=storage,
         failure_config=tune.FailureConfig(max_failures=space.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=[progress],
+        callbacks=callbacks,
         verbose=0,
     )
     return tune.Tuner(trainable, param_space={}, tune_config=tune_config, run_config=run_config)
@@ -185,6 +205,8 @@ def run_sweep(
     say: Callable[[str], None] | None = None,
     scheduler=None,
     reuse_actors: bool | None = None,
+    metrics_export_port: int | None = None,
+    log_to: list[str] | None = None,
 ) -> SweepOutcome:
     """Run (or resume) the sweep of ``space``; see the module docstring.
 
@@ -193,7 +215,9 @@ def run_sweep(
     ``reuse_actors`` keeps worker processes between trials, which saves each trial the import
     of torch/transformers/TRL (tens of seconds on a small CPU). A GPU trial must get a fresh
     process so its GPU memory is freed (Ray issue #30414). Default (None): reuse only when
-    trials use no GPU.
+    trials use no GPU. ``metrics_export_port`` exports a local Ray's Prometheus metrics on that
+    port; ``log_to`` names experiment trackers (tensorboard, wandb, mlflow: Ray Tune's logger
+    callbacks, ``jola_ray.sweep.trackers``).
 
     Raises:
         ConfigError: the experiment exists and was started from a different space.
@@ -208,7 +232,10 @@ def run_sweep(
 
     from jola_ray.sweep.progress import SweepProgress
 
+    from jola_ray.sweep.trackers import parse_trackers, tracker_callbacks
+
     say = say or (lambda s: print(s, flush=True))
+    trackers = parse_trackers(log_to)  # a missing package is refused before Ray starts
     storage, name, exp_path = experiment_location(space, storage_path, name)
     fingerprint = space.fingerprint()
     marker_text = _read_text(f"{exp_path}/{MARKER}")
@@ -223,11 +250,23 @@ def run_sweep(
                 f"with --name NEW_NAME (or another --storage-path), or restore the old space file."
             )
 
-    cluster = connect(address=address, dashboard=dashboard)
+    cluster = connect(address=address, dashboard=dashboard, metrics_export_port=metrics_export_port)
     notes = []
     try:
         if cluster.dashboard_url:
-            say(f"Ray dashboard: {cluster.dashboard_url}")
+            from jola_ray.sweep.cluster import dashboard_access
+
+            for line in dashboard_access(cluster.dashboard_url):
+                say(line)
+        elif dashboard:
+            say("no Ray dashboard: an existing cluster's dashboard is where it was started")
+        if cluster.metrics_url:
+            say(f"Prometheus metrics: {cluster.metrics_url} (ray_jola_trial_*)")
+        elif metrics_export_port:
+            say(
+                "--metrics-export-port applies to a local Ray only: a cluster's nodes export "
+                "on their own `ray start --metrics-export-port`"
+            )
         resources, note = trial_resources(space.resources, cluster.num_gpus)
         if note:
             notes.append(note)
@@ -235,7 +274,8 @@ def run_sweep(
         trainable = _trainable(resources, run_fn, make_config)
         if reuse_actors is None:
             reuse_actors = resources.get("gpu", 0.0) == 0
-        progress = SweepProgress()
+        progress = SweepProgress(space.grid_size(), metric=space.metric, mode=space.mode)
+        callbacks = [progress, *tracker_callbacks(trackers, name)]
         t0 = time.monotonic()
         if resumable:
             say(f"resuming experiment {exp_path} (finished and pruned trials are kept)")
@@ -253,7 +293,9 @@ def run_sweep(
             src_text = _read_text(space.source)
             if src_text is not None:
                 _write_text(f"{exp_path}/{SPACE_COPY}", src_text)
-            tuner = _new_tuner(space, storage, name, trainable, progress, scheduler, reuse_actors)
+            tuner = _new_tuner(
+                space, storage, name, trainable, callbacks, scheduler, reuse_actors
+            )
         results = tuner.fit()
         wall = time.monotonic() - t0
     finally:

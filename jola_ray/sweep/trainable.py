@@ -4,8 +4,11 @@ The trial turns its config dict into the run config once, loads the model inside
 (the run does; nothing large travels from the driver), resumes from Tune's checkpoint when one
 exists (a retry or a restored experiment), and forwards every report of the run to
 ``tune.report`` with an edit-only checkpoint. Each report also sets live Gauges
-(``ray.util.metrics``) tagged by task, seed, config, method and model, which a cluster's
-Prometheus scrapes.
+(``ray.util.metrics``) tagged by experiment, task, seed, config, method, model and the extra
+axes, which a cluster's Prometheus scrapes. While the trial runs, a daemon thread re-sets its
+gauges every few seconds (Ray's exporter forgets a series that has not been set for a while,
+and an epoch of a large model takes minutes); when the trial ends the thread stops, so the
+trial's series leave the exporter instead of showing a finished trial's last value.
 
 The run function and the config builder are dotted paths (or callables), so tests inject stub
 runs without Ray pickling anything large: ``run(cfg, report, resume_from) -> dict`` and
@@ -18,6 +21,7 @@ import importlib
 import math
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -34,7 +38,9 @@ GAUGES = {
     "step": "jola_trial_step",
     "epoch": "jola_trial_epoch",
 }
-GAUGE_TAGS = ("task", "seed", "config", "method", "model")
+GAUGE_TAGS = ("experiment", "task", "seed", "config", "method", "model", "axes")
+# Seconds between re-sets of a running trial's gauges (see the module docstring).
+GAUGE_REFRESH_S = 2.0
 
 
 def resolve(target: str | Callable) -> Callable:
@@ -53,29 +59,108 @@ def resolve(target: str | Callable) -> Callable:
     raise ImportError(f"cannot import {target!r}")
 
 
+def gauge_tags(config: dict[str, Any], experiment: str) -> dict[str, str]:
+    """The tags of a trial's series: its grid point, with the extra axes joined into one tag
+    (``train_size=100``; empty when the space has none) so that trials differing only in an
+    extra axis do not share a series."""
+    from jola_ray.sweep.progress import config_name, extra_axes_label
+
+    return {
+        "experiment": str(experiment),
+        "task": str(config.get("task")),
+        "seed": str(config.get("seed")),
+        "config": config_name(config),
+        "method": str(config.get("method")),
+        "model": str(config.get("model")),
+        "axes": extra_axes_label(config),
+    }
+
+
 class TrialGauges:
-    """The trial's live Gauges; ``update`` sets every finite metric it knows from a report."""
+    """The trial's live Gauges: ``update`` sets every finite metric it knows from a report; a
+    refresher thread re-sets the latest values until ``close`` (the trial's end)."""
 
-    def __init__(self, config: dict[str, Any]):
-        from ray.util.metrics import Gauge
-
-        self.tags = {
-            "task": str(config.get("task")),
-            "seed": str(config.get("seed")),
-            "config": str(config.get("hp", {}).get("config_name")),
-            "method": str(config.get("method")),
-            "model": str(config.get("model")),
-        }
+    def __init__(
+        self,
+        config: dict[str, Any],
+        experiment: str = "",
+        gauge_cls=None,
+        refresh_s: float = GAUGE_REFRESH_S,
+    ):
+        if gauge_cls is None:
+            from ray.util.metrics import Gauge as gauge_cls
+        self.tags = gauge_tags(config, experiment)
         self.gauges = {
-            key: Gauge(name, description=f"latest {key} of a jola-ray trial", tag_keys=GAUGE_TAGS)
+            key: gauge_cls(
+                name, description=f"latest {key} of a jola-ray trial", tag_keys=GAUGE_TAGS
+            )
             for key, name in GAUGES.items()
         }
+        self.latest: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        # The thread running the trial: a pruned trial's function is ended by Ray without a
+        # return, so the refresher also stops when that thread is gone.
+        self._owner = threading.current_thread()
+        self._thread = threading.Thread(
+            target=self._refresh, args=(refresh_s,), name="jola-gauges", daemon=True
+        )
+        self._thread.start()
 
     def update(self, metrics: dict[str, Any]) -> None:
-        for key, gauge in self.gauges.items():
-            value = metrics.get(key)
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                gauge.set(float(value), tags=self.tags)
+        with self._lock:
+            for key in self.gauges:
+                value = metrics.get(key)
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    self.latest[key] = float(value)
+            self._set_all()
+
+    def _set_all(self) -> None:
+        for key, value in self.latest.items():
+            self.gauges[key].set(value, tags=self.tags)
+
+    def _refresh(self, every: float) -> None:
+        while not self._stop.wait(every) and self._owner.is_alive():
+            with self._lock:
+                self._set_all()
+
+    def close(self) -> None:
+        """Stop refreshing: the series age out of the exporter (the trial has ended)."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    @property
+    def refreshing(self) -> bool:
+        return self._thread.is_alive()
+
+
+def trial_repr(trial_name: str, config: dict[str, Any]) -> str:
+    """What the dashboard shows for a trial's actor: its name, grid point and configuration."""
+    from jola_ray.sweep.progress import trial_label
+
+    hp = {k: v for k, v in config.get("hp", {}).items() if k != "config_name"}
+    settings = " ".join(f"{k}={v}" for k, v in hp.items())
+    return f"jola_trial({trial_name}: {trial_label(config)}{' ' + settings if settings else ''})"
+
+
+def named_trainable(fn):
+    """``fn`` (a function trainable) as Tune's class trainable, with an actor repr that names
+    the trial (Ray shows the repr in the dashboard's actor list and in log prefixes; Tune's
+    own repr is the function's name, ``sweep_trial``, the same for every trial). With
+    ``reuse_actors`` one actor runs several trials in turn and keeps its first trial's repr."""
+    from ray.tune.trainable import wrap_function
+
+    base = wrap_function(fn)
+
+    class JolaTrial(base):
+        def __repr__(self):
+            try:
+                return trial_repr(self.trial_name, self.config)
+            except Exception:  # before setup: Ray may ask early
+                return "jola_trial"
+
+    JolaTrial.__name__ = JolaTrial.__qualname__ = "JolaTrial"
+    return JolaTrial
 
 
 def sweep_trial(
@@ -99,17 +184,20 @@ def sweep_trial(
         flat["output_dir"] = os.path.join(tune.get_context().get_trial_dir(), "run")
     cfg = resolve(make_config)(flat)
     run = resolve(run_fn)
-    gauges = TrialGauges(config)
+    gauges = TrialGauges(config, experiment=tune.get_context().get_experiment_name())
 
     def report(metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         gauges.update(metrics)
         ckpt = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         tune.report(dict(metrics), checkpoint=ckpt)  # copies the checkpoint into storage
 
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        run(cfg, report=report, resume_from=None)
-        return
-    with tempfile.TemporaryDirectory(prefix="jola-resume-") as resume_dir:
-        checkpoint.to_directory(resume_dir)
-        run(cfg, report=report, resume_from=resume_dir)
+    try:
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None:
+            run(cfg, report=report, resume_from=None)
+            return
+        with tempfile.TemporaryDirectory(prefix="jola-resume-") as resume_dir:
+            checkpoint.to_directory(resume_dir)
+            run(cfg, report=report, resume_from=resume_dir)
+    finally:
+        gauges.close()
