@@ -2,8 +2,14 @@
 
 GPU hours come from each trial's ``cost_gpu_s``; where that is 0 or missing (a CPU run, or a
 pruned trial that never wrote its final row) Ray's ``time_total_s`` (wall seconds) stands in, and
-the ``source`` column says which was used. ASHA's saving is the epochs its pruned trials did not
-run, over the full grid's epochs (trials x ``epochs``).
+the ``source`` column says which was used.
+
+Epochs are counted from what each trial's method runs: a training method's trial would run its
+``epochs`` setting in the full grid, a zero-shot trial none (``tasks.trains_epochs``). The
+epochs the grid did not run are split by why: ``asha_saved`` (pruned trials' remaining epochs),
+``early_stop_saved`` (finished trials that stopped before their last epoch: patience), and the
+rest (errored or unfinished trials) that only ``not_run`` includes. All three are percentages
+of the grid's epochs.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import pandas as pd
 
 from analysis.load import STATUSES
 from analysis.select import analysis_axes, select_configs
+from analysis.tasks import trains_epochs
 
 
 def status_counts(trials: pd.DataFrame) -> pd.DataFrame:
@@ -38,26 +45,37 @@ def _trial_seconds(trials: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     return seconds, source
 
 
-def _grid_epochs(trials: pd.DataFrame) -> pd.Series:
-    """Epochs each trial would run in the full grid (its ``epochs`` config; run epochs if unknown)."""
+def grid_epochs(trials: pd.DataFrame) -> pd.Series:
+    """Epochs each trial would run in the full grid: its ``epochs`` setting (the epochs it ran
+    when unknown) for a training method, 0 for a method that trains none (zero-shot)."""
     full = pd.to_numeric(trials["max_epochs"], errors="coerce")
-    return full.fillna(trials["epochs_run"]).clip(lower=trials["epochs_run"])
+    full = full.fillna(trials["epochs_run"]).clip(lower=trials["epochs_run"])
+    return full.where(trials["method"].map(trains_epochs), 0.0)
+
+
+def _pct(part: float, whole: float) -> float:
+    return 100.0 * part / whole if whole else math.nan
 
 
 def ledger(trials: pd.DataFrame) -> pd.DataFrame:
     """Per task and in total: hours used (and their source), epochs run vs the full grid.
 
     ``source`` is "cost_gpu_s" when every trial had GPU seconds, "time_total_s (wall)" when none
-    had (CPU runs), "mixed" otherwise. ``asha_saved`` = epochs pruned trials did not run / full
-    grid epochs; ``not_run`` also counts epochs early stopping skipped in finished trials.
+    had (CPU runs), "mixed" otherwise. ``asha_saved_pct``: epochs pruned trials did not run;
+    ``early_stop_saved_pct``: epochs finished trials skipped by early stopping; ``not_run_pct``:
+    every epoch of the grid not run (those two plus errored and unfinished trials' remainders);
+    each in percent of ``grid_epochs``.
     """
     seconds, source = _trial_seconds(trials)
-    grid = _grid_epochs(trials)
+    grid = grid_epochs(trials)
+    left = (grid - trials["epochs_run"]).clip(lower=0.0)
     frame = trials.assign(
         _seconds=seconds,
         _source=source,
         _grid=grid,
-        _pruned_left=(grid - trials["epochs_run"]).where(trials["status"] == "pruned", 0.0),
+        _left=left,
+        _pruned_left=left.where(trials["status"] == "pruned", 0.0),
+        _early_left=left.where(trials["status"] == "finished", 0.0),
     )
     rows = []
     for task, group in [*frame.groupby("task", sort=True), ("total", frame)]:
@@ -70,7 +88,7 @@ def ledger(trials: pd.DataFrame) -> pd.DataFrame:
             else "mixed"
         )
         grid = float(group["_grid"].sum())
-        run = float(group["epochs_run"].sum())
+        run = float(group["epochs_run"].where(group["_grid"] > 0, 0.0).sum())
         rows.append(
             {
                 "task": task,
@@ -80,8 +98,9 @@ def ledger(trials: pd.DataFrame) -> pd.DataFrame:
                 "source": label,
                 "epochs_run": int(run),
                 "grid_epochs": int(grid),
-                "asha_saved": float(group["_pruned_left"].sum()) / grid if grid else math.nan,
-                "not_run": (grid - run) / grid if grid else math.nan,
+                "asha_saved_pct": _pct(float(group["_pruned_left"].sum()), grid),
+                "early_stop_saved_pct": _pct(float(group["_early_left"].sum()), grid),
+                "not_run_pct": _pct(float(group["_left"].sum()), grid),
             }
         )
     return pd.DataFrame(rows)
@@ -94,7 +113,7 @@ def asha_effect(trials: pd.DataFrame) -> pd.DataFrame:
     directory with every configuration finished (no pruning). ``compared`` counts such seeds and
     ``same_selection`` those where both runs selected the same configuration.
     """
-    grid = _grid_epochs(trials)
+    grid = grid_epochs(trials)
     cell_axes = analysis_axes(trials)
     axes = [*cell_axes, "seed"]
     full, pruned = {}, {}
@@ -114,13 +133,16 @@ def asha_effect(trials: pd.DataFrame) -> pd.DataFrame:
     for task, group in trials.groupby("task", sort=True):
         keys = [k for k in pruned if k in full and k[axes.index("task")] == task]
         g = grid[group.index]
+        left = (g - group["epochs_run"]).clip(lower=0.0)
         rows.append(
             {
                 "task": task,
                 "trials": len(group),
                 "pruned": int((group["status"] == "pruned").sum()),
-                "epochs_run": float(group["epochs_run"].sum()),
+                "epochs_run": float(group["epochs_run"].where(g > 0, 0.0).sum()),
                 "grid_epochs": float(g.sum()),
+                "asha_saved": float(left[group["status"] == "pruned"].sum()),
+                "early_stop_saved": float(left[group["status"] == "finished"].sum()),
                 "compared": len(keys),
                 "same_selection": sum(pruned[k] == full[k] for k in keys),
             }

@@ -11,7 +11,16 @@ from analysis.ledger import asha_effect, ledger, status_counts
 from analysis.load import load_experiments
 from analysis.plots import asha_savings, axis_plots, gate_maps, learning_curves
 from analysis.select import extra_axes, select_configs, summarise
-from analysis.tables import RENDERERS, Table, axis_tables, paper_tables
+from analysis.tables import (
+    RENDERERS,
+    Table,
+    axis_tables,
+    paper_tables,
+    tex_escape,
+    to_csv,
+    to_latex,
+    to_markdown,
+)
 
 FORMATS = tuple(RENDERERS)
 
@@ -50,19 +59,36 @@ def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def frame_to_latex(frame: pd.DataFrame, title: str, slug: str, floatfmt: str = "{:.4g}") -> str:
+    """A DataFrame as a booktabs table environment (text left, numbers right)."""
+
+    def fmt(v) -> str:
+        if isinstance(v, float):
+            return "--" if math.isnan(v) else tex_escape(floatfmt.format(v))
+        return tex_escape(str(v))
+
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
+    spec = "".join("r" if num else "l" for num in numeric)
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        rf"\caption{{{tex_escape(title)}}}",
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        " & ".join(tex_escape(str(c)) for c in frame.columns) + r" \\",
+        r"\midrule",
+    ]
+    for rec in frame.itertuples(index=False):
+        lines.append(" & ".join(fmt(v) for v in rec) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", rf"\label{{tab:{slug}}}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
 def _write_frame(frame: pd.DataFrame, out_dir: str, stem: str, parquet: bool = False) -> None:
     frame.to_csv(os.path.join(out_dir, stem + ".csv"), index=False)
     if parquet:
         _parquet_safe(frame).to_parquet(os.path.join(out_dir, stem + ".parquet"), index=False)
-
-
-def _missing_section(summary: pd.DataFrame, axes: list[str]) -> str:
-    gaps = summary[(summary["n_seeds_selected"] < summary["n_seeds_expected"])]
-    if gaps.empty:
-        return "Every expected seed has a selected configuration.\n"
-    cols = [c for c in summary.columns if c in ("method", "model", "task", *axes)]
-    cols += ["n_seeds_selected", "n_seeds_expected", "missing_seeds", "n_pruned", "n_errored"]
-    return frame_to_markdown(gaps[cols])
 
 
 def build_report(exp_dirs, out_dir: str | None = None, plots: bool = True) -> dict:
@@ -109,36 +135,135 @@ def build_report(exp_dirs, out_dir: str | None = None, plots: bool = True) -> di
     return {**parts, "tables": tables, "out_dir": out_dir, "plots": written}
 
 
+def _missing_frame(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    gaps = summary[(summary["n_seeds_selected"] < summary["n_seeds_expected"])]
+    cols = [c for c in summary.columns if c in ("method", "model", "task", *axes)]
+    cols += ["n_seeds_selected", "n_seeds_expected", "missing_seeds", "n_pruned", "n_errored"]
+    return gaps[[c for c in cols if c in gaps.columns]]
+
+
+def report_sections(rep: dict) -> list[tuple[str, str, pd.DataFrame | None, str]]:
+    """The report's sections after the tables: (title, file stem, frame, text when empty).
+
+    A frame of None (or empty) is rendered as its text only."""
+    trials = rep["trials"]
+    sections = [
+        (
+            "Trial status (finished / pruned by ASHA / errored / unfinished: still pending or "
+            "running in Ray / empty: no report)",
+            "status",
+            rep["status"],
+            "",
+        ),
+        (
+            "Seeds without a selected configuration",
+            "missing_seeds",
+            _missing_frame(rep["summary"], extra_axes(trials)),
+            "Every expected seed has a selected configuration.",
+        ),
+        (
+            "Compute ledger (hours: GPU seconds, or wall seconds where source says so; "
+            "savings in percent of the grid's epochs)",
+            "ledger",
+            rep["ledger"],
+            "",
+        ),
+    ]
+    asha = rep["asha"]
+    if (asha["compared"] > 0).any():
+        sections.append(
+            (
+                "ASHA vs the full grid (seeds compared, same configuration selected)",
+                "asha",
+                asha,
+                "",
+            )
+        )
+    errors = trials[trials["status"] == "errored"]
+    if not errors.empty:
+        sections.append(
+            (
+                "Errored trials",
+                "errored",
+                errors[["trial_dir", "task", "method", "seed", "error"]],
+                "",
+            )
+        )
+    return sections
+
+
+_LEDGER_FMT = {"asha": "{:.0f}"}
+
+
+def _render_md(rep: dict, sections) -> str:
+    out = [to_markdown(table) for table in rep["tables"]]
+    for title, stem, frame, empty in sections:
+        out.append(f"**{title}**\n")
+        if frame is None or frame.empty:
+            out.append(empty + "\n")
+        else:
+            out.append(frame_to_markdown(frame, floatfmt=_LEDGER_FMT.get(stem, "{:.4g}")))
+    return "\n".join(out)
+
+
+def _rendertex_escape(rep: dict, sections) -> str:
+    """A standalone LaTeX document (booktabs): ``report --format tex > r.tex; pdflatex r.tex``."""
+    out = [
+        r"\documentclass{article}",
+        r"\usepackage[margin=2cm,landscape]{geometry}",
+        r"\usepackage{booktabs}",
+        r"\usepackage[T1]{fontenc}",
+        r"\begin{document}",
+        "",
+    ]
+    out += [to_latex(table) for table in rep["tables"]]
+    for title, stem, frame, empty in sections:
+        if frame is None or frame.empty:
+            out.append(rf"\paragraph{{{tex_escape(title)}}} {tex_escape(empty)}" + "\n")
+        else:
+            out.append(frame_to_latex(frame, title, stem, _LEDGER_FMT.get(stem, "{:.4g}")))
+    out.append(r"\end{document}")
+    return "\n".join(out) + "\n"
+
+
+def _render_csv(rep: dict, sections) -> str:
+    """Each table's numeric CSV after a ``# title (file)`` line; the same CSVs are files."""
+    out = []
+    for table in rep["tables"]:
+        out.append(f"# {table.title} (tables/{table.slug}.csv)")
+        out.append(to_csv(table))
+    for title, stem, frame, empty in sections:
+        out.append(f"# {title} ({stem}.csv)")
+        if frame is None or frame.empty:
+            out.append(f"# {empty}\n" if empty else "\n")
+        else:
+            out.append(frame.to_csv(index=False))
+    return "\n".join(out)
+
+
 def render_report(exp_dirs, out_dir: str | None = None, fmt: str = "md", plots: bool = True) -> str:
-    """Write the report files (tables in all formats, trials/epochs in Parquet and CSV, plots)
-    into ``out_dir`` (default ``EXP/report``) and return the text to print: the tables in
-    ``fmt`` (md, tex or csv), the status counts, the seeds missing, the ledger and ASHA's effect.
-    ``plots=False`` skips the figures (the slowest part).
+    """Write the report files (tables in all formats, trials/epochs in Parquet and CSV, the
+    sections' CSVs, ``report.{md,tex}``, plots) into ``out_dir`` (default ``EXP/report``) and
+    return the report in ``fmt``: every section (tables, status counts, seeds missing, compute
+    ledger, ASHA's effect, errored trials) in that format. ``md``: Markdown; ``tex``: a
+    standalone LaTeX document with booktabs tables; ``csv``: one numeric CSV per table, each
+    after a ``# title (file)`` line. ``plots=False`` skips the figures (the slowest part).
     """
     if fmt not in RENDERERS:
         raise ValueError(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}")
     rep = build_report(exp_dirs, out_dir, plots=plots)
-    render = RENDERERS[fmt]
-    out = []
-    for table in rep["tables"]:
-        if fmt != "md":
-            out.append(f"% {table.title}" if fmt == "tex" else f"# {table.title}")
-        out.append(render(table))
-    out.append(
-        "**Trial status** (finished / pruned by ASHA / errored / unfinished: still pending or running in Ray / empty: no report)\n"
-    )
-    out.append(frame_to_markdown(rep["status"]))
-    out.append("**Seeds without a selected configuration**\n")
-    out.append(_missing_section(rep["summary"], extra_axes(rep["trials"])))
-    out.append("**Compute ledger** (hours: GPU seconds, or wall seconds where source says so)\n")
-    out.append(frame_to_markdown(rep["ledger"], floatfmt="{:.4g}"))
-    asha = rep["asha"]
-    if (asha["compared"] > 0).any():
-        out.append("**ASHA vs the full grid** (seeds compared, same configuration selected)\n")
-        out.append(frame_to_markdown(asha, floatfmt="{:.0f}"))
-    errors = rep["trials"][rep["trials"]["status"] == "errored"]
-    if not errors.empty:
-        out.append("**Errored trials**\n")
-        out.append(frame_to_markdown(errors[["trial_dir", "task", "method", "seed", "error"]]))
-    out.append(f"Report written to {rep['out_dir']} ({len(rep['plots'])} plot files).\n")
-    return "\n".join(out)
+    sections = report_sections(rep)
+    for _, stem, frame, _ in sections:
+        if frame is not None and stem not in rep:  # status, ledger, asha are written already
+            _write_frame(frame, rep["out_dir"], stem)
+    texts = {
+        "md": _render_md(rep, sections),
+        "tex": _rendertex_escape(rep, sections),
+        "csv": _render_csv(rep, sections),
+    }
+    for ext in ("md", "tex"):
+        with open(os.path.join(rep["out_dir"], f"report.{ext}"), "w", encoding="utf-8") as fh:
+            fh.write(texts[ext])
+    footer = f"Report written to {rep['out_dir']} ({len(rep['plots'])} plot files)."
+    comment = {"md": "", "tex": "% ", "csv": "# "}[fmt]
+    return texts[fmt] + "\n" + comment + footer + "\n"

@@ -5,7 +5,8 @@ A table is one benchmark for one model (and one value of each varying extra axis
 (zero-shot first), columns are tasks (GEM: task x metric), then the average, with the
 trainable-parameter count as the second column. A cell is the test metric's mean over seeds,
 with "± std (n)" when n > 1 and "(n/expected)" when seeds are missing. The best mean per column
-is marked (bold in Markdown and LaTeX, a trailing * in CSV).
+is marked (bold in Markdown and LaTeX). The CSV form is numeric: per column ``mean``, ``std``,
+``n`` and ``expected`` (seeds), and ``best`` (1 for the column's best), one row per method.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class Cell:
     text: str
     mean: float = math.nan
     best: bool = False
+    std: float = math.nan
+    n: int = 0
+    expected: int = 0
 
 
 @dataclass
@@ -79,7 +83,7 @@ def _stat_cell(selected: pd.DataFrame, tasks: list[str], col: str) -> Cell:
     rows = selected[selected["task"].isin(tasks)]
     values = rows[col] if col in rows.columns else []
     mean, std, n = seed_stats(values)
-    return Cell(format_cell(mean, std, n, len(rows)), mean)
+    return Cell(format_cell(mean, std, n, len(rows)), mean, std=std, n=n, expected=len(rows))
 
 
 def _columns(benchmark: str, tasks: list[str], metrics: set[str]) -> list[tuple[str, list, str]]:
@@ -166,7 +170,7 @@ def build_table(selected: pd.DataFrame, benchmark: str, title: str, slug: str) -
             text = f"{avg:.1f}" + (
                 "" if len(have) == len(means) else f" ({len(have)}/{len(means)})"
             )
-            cells.append(Cell(text, avg))
+            cells.append(Cell(text, avg, n=len(have), expected=len(means)))
         table.rows.append(cells)
     _mark_best(table)
     return table
@@ -224,7 +228,8 @@ def axis_tables(selected: pd.DataFrame, axis: str, extra: list[str] | None = Non
             for v in values:
                 at = rows[rows[axis] == v]
                 mean, std, n = seed_stats(at.get("test_score", []))
-                cells.append(Cell(format_cell(mean, std, n, len(at)), mean))
+                text = format_cell(mean, std, n, len(at))
+                cells.append(Cell(text, mean, std=std, n=n, expected=len(at)))
             table.rows.append(cells)
         _mark_best(table)
         tables.append(table)
@@ -257,12 +262,25 @@ def to_markdown(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-_TEX_ESCAPES = {"&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$", "~": r"\~{}"}
+_TEX_ESCAPES = {
+    "&": r"\&",
+    "%": r"\%",
+    "_": r"\_",
+    "#": r"\#",
+    "$": r"\$",
+    "~": r"\~{}",
+    "^": r"\^{}",
+    "{": r"\{",
+    "}": r"\}",
+    "\\": r"\textbackslash{}",
+    "±": r"$\pm$",
+    "–": "--",
+}
 
 
-def _tex(text: str) -> str:
-    out = "".join(_TEX_ESCAPES.get(ch, ch) for ch in text)
-    return out.replace("±", r"$\pm$").replace("–", "--")
+def tex_escape(text: str) -> str:
+    """Plain text as LaTeX source (special characters escaped, ± and – as TeX writes them)."""
+    return "".join(_TEX_ESCAPES.get(ch, ch) for ch in str(text))
 
 
 def to_latex(table: Table) -> str:
@@ -272,26 +290,51 @@ def to_latex(table: Table) -> str:
         r"\begin{table}[t]",
         r"\centering",
         r"\small",
-        rf"\caption{{{_tex(table.title)}}}",
+        rf"\caption{{{tex_escape(table.title)}}}",
         rf"\begin{{tabular}}{{{spec}}}",
         r"\toprule",
-        " & ".join(_tex(h) for h in table.header) + r" \\",
+        " & ".join(tex_escape(h) for h in table.header) + r" \\",
         r"\midrule",
     ]
     for row in table.rows:
-        texts = [rf"\textbf{{{_tex(c.text)}}}" if c.best else _tex(c.text) for c in row]
+        texts = [rf"\textbf{{{tex_escape(c.text)}}}" if c.best else tex_escape(c.text) for c in row]
         lines.append(" & ".join(texts) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", rf"\label{{tab:{table.slug}}}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
+def _num_text(value: float) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else repr(value)
+
+
 def to_csv(table: Table) -> str:
-    """Plain CSV of the cell texts; the best cell of a column ends in '*'."""
+    """Numeric CSV: the label columns as text (Method; Params as ``params_min``/``params_max``),
+    then per ranked column ``<label> mean``, ``std``, ``n``, ``expected`` and ``best`` (0/1).
+    Empty fields are missing values (no result, or std of one seed)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(table.header)
+    labels = [j for j in range(len(table.header)) if j not in table.ranked]
+    header: list[str] = []
+    for j in labels:
+        name = table.header[j]
+        header += ["params_min", "params_max"] if name == "Params" else [name]
+    for j in table.ranked:
+        h = table.header[j]
+        header += [f"{h} mean", f"{h} std", f"{h} n", f"{h} expected", f"{h} best"]
+    writer.writerow(header)
     for row in table.rows:
-        writer.writerow([c.text + ("*" if c.best else "") for c in row])
+        out: list[str] = []
+        for j in labels:
+            if table.header[j] == "Params":
+                nums = [int(x.replace(",", "")) for x in re.findall(r"[\d,]+", row[j].text)]
+                out += [str(min(nums)), str(max(nums))] if nums else ["", ""]
+            else:
+                out.append(row[j].text)
+        for j in table.ranked:
+            c = row[j]
+            out += [_num_text(c.mean), _num_text(c.std), str(c.n), str(c.expected)]
+            out.append("1" if c.best else "0")
+        writer.writerow(out)
     return buf.getvalue()
 
 

@@ -124,6 +124,16 @@ def is_zero_shot(method: str) -> bool:
     return str(method).lower().replace("-", "_") in {"zero_shot", "zeroshot", "none", "base"}
 
 
+# Methods that run no training epochs (the compute ledger counts 0 grid epochs for them). The
+# one place the report knows this; when jola_ray.methods.catalog carries it, read it from there.
+NO_EPOCH_METHODS = frozenset({"zero_shot", "zeroshot", "none", "base"})
+
+
+def trains_epochs(method: str) -> bool:
+    """Whether a trial of ``method`` runs training epochs (zero-shot only evaluates)."""
+    return str(method).lower().replace("-", "_") not in NO_EPOCH_METHODS
+
+
 def method_label(method: str) -> str:
     """Row label of a method name (``jola`` -> ``JoLA``); unknown names stay as they are."""
     return METHOD_LABELS.get(str(method).lower(), str(method))

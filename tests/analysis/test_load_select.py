@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import math
 import statistics
 
+import pandas as pd
 import pytest
 
 from analysis.load import load_experiments
@@ -103,7 +105,15 @@ def test_commonsense_table_exact_cells(tables):
     tex = to_latex(table)
     assert r"\toprule" in tex and r"\bottomrule" in tex
     assert r"\textbf{74.5 $\pm$ 3.5 (2/3)}" in tex
-    assert "74.5 ± 3.5 (2/3)*" in to_csv(table)
+    # CSV: numbers only, mean / std / n / expected / best in their own columns
+    frame = pd.read_csv(io.StringIO(to_csv(table))).set_index("Method")
+    assert frame.loc["JoLA", "BoolQ mean"] == pytest.approx(statistics.mean(boolq))
+    assert frame.loc["JoLA", "BoolQ std"] == pytest.approx(statistics.stdev(boolq))
+    assert frame.loc["JoLA", ["BoolQ n", "BoolQ expected", "BoolQ best"]].tolist() == [2, 3, 1]
+    assert frame.loc["Zero-shot", "PIQA best"] == 0
+    assert frame.loc["JoLA", ["params_min", "params_max"]].tolist() == [264, 264]
+    assert frame.loc["JoLA", "Avg mean"] == pytest.approx(avg)
+    assert all(pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns)
 
 
 def test_gem_and_other_tables(tables):

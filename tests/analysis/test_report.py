@@ -40,8 +40,11 @@ def test_status_counts_and_ledger(experiment, fake):
     # six jola boolq trials x 3 epochs; ASHA stopped c1/seed 2 at 1 (2 left), c1/seed 3 at 2
     assert led.loc["boolq", "grid_epochs"] == 6 * fake.EPOCHS
     assert led.loc["boolq", "epochs_run"] == 3 + 3 + 3 + 1 + 1 + 2
-    assert math.isclose(led.loc["boolq", "asha_saved"], (2 + 1) / 18)
-    assert math.isclose(led.loc["boolq", "not_run"], (18 - 13) / 18)
+    # ASHA pruned c1/seed 2 (2 epochs left) and c1/seed 3 (1 left); the errored trial c0/seed 3
+    # stopped at epoch 1 (2 left): not ASHA's doing, counted in not_run only
+    assert math.isclose(led.loc["boolq", "asha_saved_pct"], 100 * (2 + 1) / 18)
+    assert led.loc["boolq", "early_stop_saved_pct"] == 0
+    assert math.isclose(led.loc["boolq", "not_run_pct"], 100 * (18 - 13) / 18)
 
 
 def test_render_report_writes_tables_frames_and_plots(rendered):
