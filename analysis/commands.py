@@ -19,9 +19,19 @@ def register(subparsers) -> None:
             "tables (Parquet and CSV) and plots."
         ),
     )
-    parser.add_argument("exp_dirs", nargs="+", metavar="EXPERIMENT_DIR")
     parser.add_argument(
-        "--format", dest="fmt", choices=FORMATS, default="md", help="format printed (default md)"
+        "exp_dirs",
+        nargs="+",
+        metavar="EXPERIMENT_DIR",
+        help="experiment directory (STORAGE/NAME of a sweep), or several to pool",
+    )
+    parser.add_argument(
+        "--format",
+        dest="fmt",
+        choices=FORMATS,
+        default="md",
+        help="format of the printed report, every section: md (Markdown), tex (a standalone "
+        "LaTeX document, booktabs), csv (one numeric CSV per table) (default md)",
     )
     parser.add_argument(
         "--out", default=None, help="output directory (default: EXPERIMENT_DIR/report)"

@@ -8,12 +8,25 @@ from jola_ray.data.task import DEFAULT_SEED
 
 
 def register(subparsers) -> None:
-    tasks = subparsers.add_parser("tasks", help="list the registered tasks")
+    tasks = subparsers.add_parser(
+        "tasks",
+        help="list the registered tasks",
+        description="List every registered task: benchmark, metric(s) and label set.",
+    )
     tasks.set_defaults(func=_tasks)
 
-    data = subparsers.add_parser("data", help="inspect a task's data")
+    data = subparsers.add_parser(
+        "data",
+        help="inspect a task's data",
+        description="Inspect a task's data: `jola-ray data show TASK`.",
+    )
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION")
-    show = data_sub.add_parser("show", help="print one formatted example and the split sizes")
+    show = data_sub.add_parser(
+        "show",
+        help="print one formatted example and the split sizes",
+        description="Print one formatted train example of TASK (prompt, answer) and the sizes "
+        "of its sampled splits.",
+    )
     show.add_argument("task", help="task name (see `jola-ray tasks`)")
     show.add_argument("--data-dir", default=None, help="local files instead of the hub")
     show.add_argument("--seed", type=int, default=DEFAULT_SEED, help="sampling seed")

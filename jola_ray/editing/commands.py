@@ -19,13 +19,23 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "params",
         help="count an edit's trainable parameters on a model (no weights loaded)",
-        description=__doc__,
+        description=(
+            "How many parameters an edit trains on a model, without its weights. The model is\n"
+            "built from its config on the meta device, so a 70B config answers in seconds.\n"
+            "MODEL is a hub id (from the local cache when HF_HUB_OFFLINE is set), a local model\n"
+            "directory, a bare config.json or a tiny-<arch> spec."
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--model", required=True, help="hub id, model dir, config.json or tiny-<arch>"
     )
-    parser.add_argument("--method", choices=("jola", "lofit"), default="jola")
+    parser.add_argument(
+        "--method",
+        choices=("jola", "lofit"),
+        default="jola",
+        help="the edit to count (default: jola)",
+    )
     parser.add_argument(
         "--top-k",
         dest="top_k",

@@ -28,7 +28,9 @@ def register(subparsers) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("space", nargs="?", default="demo", help="YAML file or shipped space name")
+    p.add_argument(
+        "space", nargs="?", default="demo", help="YAML file or shipped space name (default: demo)"
+    )
     p.add_argument("--storage-path", help="directory or URI (s3://, gs://) for experiments")
     p.add_argument("--name", help="experiment name (default: the space's name)")
     p.add_argument("--address", help="existing Ray cluster (default: RAY_ADDRESS, else local)")

@@ -5,8 +5,8 @@ Ray's own table output is switched off (``verbose=0``); this callback prints ins
 * one permanent line per trial event (``start``, ``finished``, ``pruned``, ``ERROR``,
   ``retry``), naming the grid point;
 * after each finish, prune or error, a ``progress`` line: trials done (finished / pruned /
-  errored), running and pending out of the grid's total, an ETA, and the best dev metric so far
-  per task and method (with the configuration that reached it);
+  errored), running and pending out of the grid's total and an ETA; then, when it changed, the
+  best dev metric so far per task and method (with the configuration that reached it);
 * a heartbeat of the running trials per epoch report: on a terminal one line that is rewritten
   in place (``\\r``), elsewhere (a log file, ``ray job submit``) one plain ``epoch`` line per
   report.
@@ -119,6 +119,7 @@ class SweepProgress(Callback):
         self._final: dict[str, str] = {}  # trial_id -> state, set before Ray updates its status
         self._starting: str | None = None  # the trial on_trial_start is about (still PENDING)
         self._max_parallel = 1
+        self._best_shown = ""
         self._last_draw = 0.0
         self._status_shown = False
 
@@ -285,7 +286,10 @@ class SweepProgress(Callback):
             self._durations[trial.trial_id] = float(last["time_total_s"])
         self._epoch.pop(trial.trial_id, None)
         self._line(f"{self._stamp()} {self.progress_text(trials)}")
-        self._line(f"{self._stamp()} {self.best_text()}")
+        best = self.best_text()
+        if best != self._best_shown:  # printed when it changed, not after every trial
+            self._best_shown = best
+            self._line(f"{self._stamp()} {best}")
 
     # Tune hooks ------------------------------------------------------------------------------
 

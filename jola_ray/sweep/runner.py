@@ -231,7 +231,6 @@ def run_sweep(
     from ray import tune
 
     from jola_ray.sweep.progress import SweepProgress
-
     from jola_ray.sweep.trackers import parse_trackers, tracker_callbacks
 
     say = say or (lambda s: print(s, flush=True))
@@ -293,9 +292,7 @@ def run_sweep(
             src_text = _read_text(space.source)
             if src_text is not None:
                 _write_text(f"{exp_path}/{SPACE_COPY}", src_text)
-            tuner = _new_tuner(
-                space, storage, name, trainable, callbacks, scheduler, reuse_actors
-            )
+            tuner = _new_tuner(space, storage, name, trainable, callbacks, scheduler, reuse_actors)
         results = tuner.fit()
         wall = time.monotonic() - t0
     finally:

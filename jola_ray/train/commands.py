@@ -14,6 +14,7 @@ import argparse
 
 
 def register(subparsers) -> None:
+    from jola_ray.cli import HelpFormatter
     from jola_ray.train.config import leaf_fields, profile_defaults
 
     parser = subparsers.add_parser(
@@ -24,7 +25,7 @@ def register(subparsers) -> None:
             "edit on the test split. Writes metrics.json, predictions.jsonl, gates.csv, "
             "edit.safetensors and config.yaml into --output-dir."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--config", metavar="YAML", help="run config file (flat or nested keys)")
     parser.add_argument(
@@ -59,6 +60,8 @@ def register(subparsers) -> None:
 
 
 def _register_evaluate(subparsers) -> None:
+    from jola_ray.cli import HelpFormatter
+
     parser = subparsers.add_parser(
         "evaluate",
         help="score a model (optionally with a saved edit) on a task split",
@@ -67,23 +70,56 @@ def _register_evaluate(subparsers) -> None:
             "evaluate it on one split of a task with deterministic gates. Prints the metrics; "
             "with --output-dir also writes metrics.json and predictions.jsonl."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--model", required=True, help="HF hub id, local path or tiny-<arch>")
     parser.add_argument("--task", required=True, help="task name (jola-ray tasks)")
-    parser.add_argument("--edit", help="an edit.safetensors written by a run (default: none)")
-    parser.add_argument("--split", default="test", choices=("train", "dev", "test"))
-    parser.add_argument("--data-dir", "--data_dir", dest="data_dir", help="local task files")
+    parser.add_argument(
+        "--edit", help="an edit.safetensors written by a run (default: none, the bare model)"
+    )
+    parser.add_argument(
+        "--split", default="test", choices=("train", "dev", "test"), help="split to score"
+    )
+    parser.add_argument(
+        "--data-dir", "--data_dir", dest="data_dir", help="local task files instead of the hub"
+    )
     parser.add_argument("--seed", type=int, default=42, help="sampling seed of the splits")
     parser.add_argument("--size", type=int, help="examples of the split (default: the task's)")
-    parser.add_argument("--decoding", default="greedy", choices=("greedy", "beam", "label_scoring"))
     parser.add_argument(
-        "--eval-batch-size", "--eval_batch_size", dest="eval_batch_size", type=int, default=64
+        "--decoding",
+        default="greedy",
+        choices=("greedy", "beam", "label_scoring"),
+        help="greedy or beam generation, or scoring each label (classification tasks)",
     )
-    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
-    parser.add_argument("--quantization", default="none", choices=("none", "nf4"))
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--output-dir", "--output_dir", dest="output_dir")
+    parser.add_argument(
+        "--eval-batch-size",
+        "--eval_batch_size",
+        dest="eval_batch_size",
+        type=int,
+        default=64,
+        help="examples per generation batch",
+    )
+    parser.add_argument(
+        "--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="weights' precision"
+    )
+    parser.add_argument(
+        "--quantization",
+        default="none",
+        choices=("none", "nf4"),
+        help="nf4: 4-bit loading (needs bitsandbytes: pip install 'jola-ray[quant]')",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="auto: the GPU when there is one, else the CPU",
+    )
+    parser.add_argument(
+        "--output-dir",
+        "--output_dir",
+        dest="output_dir",
+        help="also write metrics.json and predictions.jsonl here",
+    )
     parser.set_defaults(func=_handle_evaluate)
 
 

@@ -32,7 +32,8 @@ def load_model_and_tokenizer(cfg) -> tuple[torch.nn.Module, object, torch.device
     """Build ``(model, tokenizer, device)`` for ``cfg`` (a RunConfig); the model is in eval mode.
 
     Raises:
-        ConfigError: unknown tiny architecture, a model that cannot be found, nf4 without CUDA.
+        ConfigError: unknown tiny architecture, a model that cannot be found, nf4 without
+            CUDA or without bitsandbytes (the ``quant`` extra).
     """
     device = resolve_device(cfg.device)
     if device.type == "cuda" and cfg.gpu_memory_fraction < 1.0:
@@ -60,6 +61,21 @@ def load_model_and_tokenizer(cfg) -> tuple[torch.nn.Module, object, torch.device
     return model, tok, device
 
 
+QUANT_EXTRA = "jola-ray[quant]"
+
+
+def require_bitsandbytes() -> None:
+    """4-bit loading needs bitsandbytes, an optional extra (125 MB; GPU nodes only)."""
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError(
+            "quantization: nf4 (4-bit loading) needs bitsandbytes, which is not installed; "
+            f"install the extra: pip install '{QUANT_EXTRA}' (or pip install -e '.[quant]'; "
+            "scripts/install.sh adds it on a node with an NVIDIA GPU)"
+        )
+
+
 def _load_pretrained(cfg, dtype: torch.dtype, device: torch.device):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -69,6 +85,7 @@ def _load_pretrained(cfg, dtype: torch.dtype, device: torch.device):
         "attn_implementation": cfg.attn_implementation,
     }
     if cfg.quantization == "nf4":
+        require_bitsandbytes()
         if device.type != "cuda":
             raise ConfigError("quantization: nf4 (bitsandbytes 4-bit) needs a CUDA device")
         from transformers import BitsAndBytesConfig

@@ -57,7 +57,9 @@ def main() -> None:
     no_token, _ = get(api)
     status, body = get(api, read_token())
     actors = json.loads(body)["data"]["result"]["result"] if status == 200 else []
-    reprs = sorted(a.get("repr_name") or "" for a in actors if "jola_trial" in (a.get("repr_name") or ""))
+    reprs = sorted(
+        a.get("repr_name") or "" for a in actors if "jola_trial" in (a.get("repr_name") or "")
+    )
     print("\n".join(said))
     print(f"GET {api} without a token: {no_token}; with the token: {status}")
     for name in reprs:

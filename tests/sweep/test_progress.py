@@ -88,6 +88,8 @@ def test_counts_eta_and_best_so_far_in_plain_lines(clock):
     progress = [line for line in p._stream.getvalue().splitlines() if "progress" in line][-1]
     assert "2/4 done (1 finished, 1 pruned, 0 errored), 0 running, 2 pending" in progress
     assert "pruned   t1 seed=1 m jola c2" in p._stream.getvalue()
+    # b's 65 does not beat a's 70: the best line is not printed again
+    assert sum("best dev_score" in line for line in p._stream.getvalue().splitlines()) == 1
     # mean of 10 s and 20 s, times 2 pending, over the 2 trials seen running at once
     assert progress.endswith("ETA " + format_duration(2 * 15 / 2))
 

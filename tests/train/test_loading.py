@@ -28,3 +28,21 @@ def test_a_model_that_cannot_be_found_is_a_config_error(tiny_cfg, tmp_path):
         load_model_and_tokenizer(tiny_cfg(model=str(tmp_path / "nowhere")))
     with pytest.raises(ConfigError, match="unknown tiny model"):
         load_model_and_tokenizer(tiny_cfg(model="tiny-gpt5"))
+
+
+def test_a_4bit_run_without_bitsandbytes_names_the_extra(tiny_cfg, tmp_path, monkeypatch):
+    """bitsandbytes is the optional ``quant`` extra: a 4-bit run without it says how to get it
+    (before anything loads)."""
+    import importlib.util
+
+    from jola_ray.train.loading import load_model_and_tokenizer
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "bitsandbytes" else real(name, *a),
+    )
+    cfg = tiny_cfg(model=str(tmp_path / "some-model"), quantization="nf4", device="auto")
+    with pytest.raises(ConfigError, match=r"needs bitsandbytes.*pip install 'jola-ray\[quant\]'"):
+        load_model_and_tokenizer(cfg)
