@@ -57,7 +57,7 @@ def _pct(part: float, whole: float) -> float:
     return 100.0 * part / whole if whole else math.nan
 
 
-def ledger(trials: pd.DataFrame) -> pd.DataFrame:
+def compute_ledger(trials: pd.DataFrame) -> pd.DataFrame:
     """Per task and in total: hours used (and their source), epochs run vs the full grid.
 
     ``source`` is "cost_gpu_s" when every trial had GPU seconds, "time_total_s (wall)" when none

@@ -7,7 +7,7 @@ import os
 
 import pandas as pd
 
-from analysis.ledger import asha_effect, ledger, status_counts
+from analysis.ledger import asha_effect, compute_ledger, status_counts
 from analysis.load import load_experiments
 from analysis.plots import asha_savings, axis_plots, gate_maps, learning_curves
 from analysis.select import extra_axes, select_configs, summarise
@@ -112,7 +112,7 @@ def build_report(exp_dirs, out_dir: str | None = None, plots: bool = True) -> di
         "selected": selected,
         "summary": summary,
         "status": status_counts(trials),
-        "ledger": ledger(trials),
+        "ledger": compute_ledger(trials),
         "asha": asha_effect(trials),
     }
     out_dir = out_dir or default_out_dir(exp_dirs[0])

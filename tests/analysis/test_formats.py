@@ -10,7 +10,7 @@ import subprocess
 import pandas as pd
 import pytest
 
-from analysis.ledger import ledger
+from analysis.ledger import compute_ledger
 from analysis.load import load_experiments
 from analysis.report import render_report
 
@@ -95,7 +95,7 @@ def test_ledger_counts_no_epochs_for_zero_shot_and_splits_the_savings(tmp_path, 
     _trial(fake, root, "c_00003", "jola", "c3", fake.epoch_rows([40, 41]))
     trials, _ = load_experiments([str(root)])
     assert trials.set_index("trial_dir").loc["z_00000", "max_epochs"] == 6  # the trap
-    row = ledger(trials).set_index("task").loc["total"]
+    row = compute_ledger(trials).set_index("task").loc["total"]
     grid = 3 * 6  # zero-shot adds nothing
     assert row.grid_epochs == grid and row.epochs_run == 6 + 4 + 2
     assert math.isclose(row.asha_saved_pct, 100 * 4 / grid)
@@ -109,5 +109,5 @@ def test_fifo_sweep_that_skipped_nothing_shows_nothing_not_run(tmp_path, fake):
     _trial(fake, root, "z_00000", "zero_shot", None, zero_shot_row(), epochs=2)
     _trial(fake, root, "a_00001", "jola", "c1", fake.finished_rows([50, 51], {"accuracy": 6}), 2)
     trials, _ = load_experiments([str(root)])
-    row = ledger(trials).set_index("task").loc["total"]
+    row = compute_ledger(trials).set_index("task").loc["total"]
     assert row.grid_epochs == 2 and row.not_run_pct == 0 and row.asha_saved_pct == 0

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from analysis import ExperimentDirError, commands
-from analysis.ledger import asha_effect, ledger, status_counts
+from analysis.ledger import asha_effect, compute_ledger, status_counts
 from analysis.load import load_experiments
 from analysis.report import render_report
 from analysis.select import select_configs
@@ -29,7 +29,7 @@ def test_status_counts_and_ledger(experiment, fake):
     counts = status_counts(trials).set_index("task")
     assert counts.loc["boolq", ["finished", "pruned", "errored", "trials"]].tolist() == [6, 2, 1, 9]
     assert counts.loc["total", "trials"] == 24
-    led = ledger(trials).set_index("task")
+    led = compute_ledger(trials).set_index("task")
     # boolq ran on CPU (cost_gpu_s 0): wall seconds of every trial, 10 s per report
     boolq_wall = 3 * 10 + (4 + 4 + 4) * 10 + 1 * 10 + 1 * 10 + 2 * 10
     assert math.isclose(led.loc["boolq", "hours"], boolq_wall / 3600)
@@ -214,3 +214,26 @@ def test_ray_experiment_state_marks_unfinished_trials(tmp_path, fake):
         "trainable_abcde_00002": "unfinished",
     }
     assert math.isnan(trials.set_index("trial_dir").loc["trainable_abcde_00000", "pruned_epoch"])
+
+
+def test_public_surface_is_listed_and_resolves_without_torch_or_ray():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, analysis\n"
+        "names = dir(analysis)\n"
+        "assert names == sorted(analysis.__all__), names\n"
+        "objs = [getattr(analysis, n) for n in names]\n"
+        "assert all(callable(o) for o in objs)\n"
+        "bad = [m for m in ('torch', 'ray', 'jola_ray') if m in sys.modules]\n"
+        "print(len(names), bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    n, bad = out.stdout.split(maxsplit=1)
+    assert int(n) >= 15 and bad.strip() == "[]"
+    import analysis
+
+    for name in ("load_experiments", "render_report", "compute_ledger", "learning_curves"):
+        assert name in dir(analysis)

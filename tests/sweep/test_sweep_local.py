@@ -168,40 +168,70 @@ def test_rerun_resumes_and_refuses_a_changed_space(ray_cluster, tmp_path):
         sweep(tmp_path, changed)
 
 
-def test_trials_publish_live_metrics_to_prometheus(ray_cluster, tmp_path):
+def _scrape(url: str, prefix: str, needle: str) -> list[str]:
+    try:
+        text = urllib.request.urlopen(url, timeout=2).read().decode()
+    except OSError:
+        return []
+    return [ln for ln in text.splitlines() if ln.startswith(prefix) and needle in ln]
+
+
+@pytest.mark.slow
+def test_trials_publish_live_metrics_and_drop_them_at_the_end(ray_cluster, tmp_path):
+    """Gauges carry the experiment and the extra axis (two train_size values: two series);
+    while a trial holds (longer than the exporter keeps an unrefreshed series) its value stays;
+    after the trial ends, its series leaves the exporter."""
     release = tmp_path / "release"
     url = f"http://127.0.0.1:{ray_cluster['metrics_port']}/metrics"
-    found: dict[str, str] = {}
+    found: dict[str, list[str]] = {}
 
     def scrape():
-        deadline = time.monotonic() + 45
-        while time.monotonic() < deadline and "score" not in found:
-            try:
-                text = urllib.request.urlopen(url, timeout=2).read().decode()
-            except OSError:
-                text = ""
-            for line in text.splitlines():
-                if line.startswith("ray_jola_trial_dev_score{") and 'task="demo_m"' in line:
-                    found["score"] = line
-                if line.startswith("ray_jola_trial_open_gate_fraction{") and "demo_m" in line:
-                    found["gates"] = line
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(found.get("score", [])) < 2:
+            found["score"] = _scrape(url, "ray_jola_trial_dev_score{", 'task="demo_m"')
+            found["gates"] = _scrape(url, "ray_jola_trial_open_gate_fraction{", "demo_m")
             time.sleep(0.3)
+        time.sleep(25)  # no new report meanwhile: the refresher keeps the series alive
+        found["held"] = _scrape(url, "ray_jola_trial_dev_score{", 'task="demo_m"')
         release.touch()
 
     scraper = threading.Thread(target=scrape, daemon=True)
     scraper.start()
     raw = stub_space(
+        name="metrics_exp",
         tasks=["demo_m"],
         configs=[{"name": "c1", "lr": 0.2}],
+        axes={"train_size": [100, 1000]},
         fixed={"epochs": 1, "release_file": str(release)},
+        max_concurrent_trials=2,
     )
-    sweep(tmp_path, raw, run_fn="sweep_stubs.metrics_run")
-    scraper.join(timeout=60)
-    line = found.get("score", "")
-    assert line.endswith(" 42.5"), line
+    sweep(tmp_path, raw, run_fn="sweep_stubs.metrics_run", reuse_actors=True)
+    scraper.join(timeout=120)
+    lines = found.get("score", [])
+    assert len(lines) == 2, lines
     for tag in ('task="demo_m"', 'seed="1"', 'config="c1"', 'method="jola"'):
-        assert tag in line
-    assert found["gates"].endswith(" 0.75")
+        assert all(tag in line for line in lines)
+    assert all('experiment="metrics_exp"' in line for line in lines)
+    assert sorted('axes="train_size=100"' in line for line in lines) == [False, True]
+    assert any('axes="train_size=1000"' in line for line in lines)
+    assert all(line.endswith(" 42.5") for line in lines)
+    assert found["gates"] and found["gates"][0].endswith(" 0.75")
+    assert len(found["held"]) == 2  # still exported 25 s after the last report
+    # the trials ended (their worker processes live on: reuse_actors): the series go away
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        left = _scrape(url, "ray_jola_trial_dev_score{", 'experiment="metrics_exp"')
+        if not left:
+            break
+        time.sleep(1)
+    assert not left, left
+
+
+def test_log_to_tensorboard_writes_event_files(ray_cluster, tmp_path):
+    raw = stub_space(name="tb", tasks=["demo_a"], configs=[{"name": "c1", "lr": 0.2}])
+    sweep(tmp_path, raw, log_to=["tensorboard"])
+    (trial,) = [p for p in (tmp_path / "tb").iterdir() if (p / "params.json").exists()]
+    assert list(trial.glob("events.out.tfevents.*")), sorted(p.name for p in trial.iterdir())
 
 
 def test_restore_rebuilds_the_rungs_from_recorded_results(ray_cluster, tmp_path):
