@@ -117,6 +117,32 @@ def _dashboard_url(ctx) -> str | None:
     return url if url.startswith("http") else f"http://{url}"
 
 
+GRAFANA_DASHBOARD = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "grafana_dashboard.json"
+)
+
+
+def install_grafana_dashboard() -> str | None:
+    """Copy the project's Grafana dashboard (the trial gauges) beside Ray's own in the
+    session's provisioning folder (``SESSION/metrics/grafana/dashboards``, written by Ray's
+    dashboard when it starts); its path, or None when Ray made no such folder (no dashboard)."""
+    import shutil
+
+    try:
+        from ray._private.worker import _global_node
+
+        folder = os.path.join(
+            _global_node.get_session_dir_path(), "metrics", "grafana", "dashboards"
+        )
+    except Exception:  # not a local node of this process
+        return None
+    if not os.path.isdir(folder):
+        return None
+    target = os.path.join(folder, "jola_ray_trials_grafana_dashboard.json")
+    shutil.copyfile(GRAFANA_DASHBOARD, target)
+    return target
+
+
 def token_auth_enabled() -> bool:
     """Whether the Ray this process joined asks for a token (Ray 2.60's token authentication)."""
     try:

@@ -261,6 +261,12 @@ def run_sweep(
             say("no Ray dashboard: an existing cluster's dashboard is where it was started")
         if cluster.metrics_url:
             say(f"Prometheus metrics: {cluster.metrics_url} (ray_jola_trial_*)")
+        if cluster.started_here and (cluster.metrics_url or cluster.dashboard_url):
+            from jola_ray.sweep.cluster import install_grafana_dashboard
+
+            placed = install_grafana_dashboard()
+            if placed:
+                say(f"Grafana dashboard of the trials (beside Ray's): {placed}")
         elif metrics_export_port:
             say(
                 "--metrics-export-port applies to a local Ray only: a cluster's nodes export "

@@ -25,7 +25,7 @@ def get(url: str, token: str | None = None) -> tuple[int, str]:
 
 def main() -> None:
     storage = sys.argv[1]
-    from jola_ray.sweep.cluster import connect, read_token
+    from jola_ray.sweep.cluster import connect, install_grafana_dashboard, read_token
     from jola_ray.sweep.runner import run_sweep
     from jola_ray.sweep.space import parse_space
 
@@ -53,6 +53,7 @@ def main() -> None:
         say=said.append,
     )
     url = handle.dashboard_url
+    grafana = install_grafana_dashboard()
     api = f"{url}/api/v0/actors?detail=1&limit=1000"
     no_token, _ = get(api)
     status, body = get(api, read_token())
@@ -73,6 +74,7 @@ def main() -> None:
                 "with_token": status,
                 "reprs": reprs,
                 "trial_dirs": sorted(outcome.statuses),
+                "grafana": grafana,
             }
         )
     )

@@ -148,6 +148,13 @@ def test_dashboard_api_answers_with_the_token_and_lists_the_trials(tmp_path):
     assert out["no_token"] == 401
     assert out["with_token"] == 200
     assert len(out["reprs"]) == 2
+    # the project's Grafana dashboard sits beside Ray's own provisioned dashboards
+    grafana = Path(out["grafana"])
+    assert (
+        grafana.parent.name == "dashboards"
+        and (grafana.parent / "default_grafana_dashboard.json").exists()
+    )
+    assert json.loads(grafana.read_text())["uid"] == "jola-ray-trials"
     for config in ("c1", "c2"):
         (text,) = [r for r in out["reprs"] if f"demo_a-s1-jola-{config}-" in r]
         assert "demo_a seed=1 m jola" in text and "lr=" in text
