@@ -10,7 +10,8 @@ from jola_ray.sweep.trainable import GAUGE_TAGS, GAUGES
 
 
 def test_dashboard_queries_the_exported_gauges_by_their_tags():
-    dash = json.loads(open(GRAFANA_DASHBOARD).read())
+    with open(GRAFANA_DASHBOARD) as f:
+        dash = json.load(f)
     exported = {"ray_" + name for name in GAUGES.values()}
     exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
     queried = {m for e in exprs for m in re.findall(r"\bray_[a-z_]+", e)}
