@@ -101,6 +101,13 @@ class SweepProgress(Callback):
     with the experiment (tuner.pkl).
     """
 
+    # Class-level defaults: an experiment saved by an older version unpickles without them.
+    total = 0
+    metric = "dev_score"
+    mode = "max"
+    _stream = None
+    _tty: bool | None = None
+
     def __init__(self, total: int = 0, metric: str = "dev_score", mode: str = "max"):
         self.total = total
         self.metric = metric

@@ -158,3 +158,14 @@ def test_eta_estimate():
     assert estimate_eta([10.0, 30.0], [5.0], 3, 2) == pytest.approx(37.5)
     assert format_duration(None) == "?" and format_duration(125) == "2m05s"
     assert format_duration(7300) == "2h01m"
+
+
+def test_a_progress_object_pickled_by_an_older_version_still_works(clock):
+    """Tuner.restore unpickles the callback saved with the experiment (tuner.pkl)."""
+    old = SweepProgress.__new__(SweepProgress)
+    old.__dict__.update({"_t0": 0.0})  # what the previous version pickled
+    old.setup()
+    old._stream = io.StringIO()
+    a = trial("a")
+    old.on_trial_start(0, [a], a)
+    assert "start    t1 seed=1 m jola c1" in old._stream.getvalue()
