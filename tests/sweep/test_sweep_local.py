@@ -189,7 +189,7 @@ def test_trials_publish_live_metrics_and_drop_them_at_the_end(ray_cluster, tmp_p
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(found.get("score", [])) < 2:
             found["score"] = _scrape(url, "ray_jola_trial_dev_score{", 'task="demo_m"')
-            found["gates"] = _scrape(url, "ray_jola_trial_open_gate_fraction{", "demo_m")
+            found["gates"] = _scrape(url, "ray_jola_trial_open_gate_fraction{", 'task="demo_m"')
             time.sleep(0.3)
         time.sleep(25)  # no new report meanwhile: the refresher keeps the series alive
         found["held"] = _scrape(url, "ray_jola_trial_dev_score{", 'task="demo_m"')
