@@ -19,8 +19,8 @@ from dataclasses import field
 from typing import Any
 
 # The value kinds a setting may have. ``auto_float``: a number or the string "auto";
-# ``int_list``: a list of non-negative integers (also "1,2" or "1 2" from the CLI).
-KINDS = ("str", "int", "float", "bool", "auto_float", "int_list", "json")
+# ``int_list`` / ``str_list``: a list (also "a,b" or "a b" from the CLI).
+KINDS = ("str", "int", "float", "bool", "auto_float", "int_list", "str_list", "json")
 
 
 def setting(
@@ -111,10 +111,12 @@ def convert(f: dataclasses.Field, raw: Any) -> Any:
     """One value to the field's kind, then checked against its choices and bounds."""
     meta = f.metadata
     optional = meta.get("optional", False)
-    if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("none", "null")):
+    if raw is None:
         if optional:
             return None
         raise ValueError("may not be empty")
+    if optional and isinstance(raw, str) and raw.strip().lower() in ("none", "null"):
+        return None
     value = _to_kind(meta.get("kind", "str"), raw)
     choices = meta.get("choices")
     if choices and value not in choices:
@@ -154,6 +156,14 @@ def _to_kind(kind: str, raw: Any) -> Any:
         if not isinstance(raw, (list, tuple)):
             raise ValueError(f"expected a list of integers, got {raw!r}")
         return [to_int(x) for x in raw]
+    if kind == "str_list":
+        if isinstance(raw, str):
+            raw = [p for p in raw.replace(",", " ").split() if p]
+        if not isinstance(raw, (list, tuple)) or not raw or not all(
+            isinstance(x, str) and x for x in raw
+        ):
+            raise ValueError(f"expected a non-empty list of names, got {raw!r}")
+        return list(raw)
     if kind == "bool":
         if isinstance(raw, bool):
             return raw

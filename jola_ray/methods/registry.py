@@ -44,3 +44,27 @@ def get(name: str) -> Method:
 
 def all_methods() -> list[Method]:
     return [get(n) for n in MODULES]
+
+
+def load_saved(model, path):
+    """Re-attach a method saved with ``Attached.save`` (its metadata names the method)."""
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    from jola_ray.editing import EditFileError
+
+    path = Path(path)
+    if not path.is_file():
+        raise EditFileError(f"edit file {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as err:  # safetensors raises its own error types for corrupt files
+        raise EditFileError(f"edit file {path} is not a safetensors file: {err}") from None
+    name = meta.get("method")
+    if name not in MODULES or get(name).load is None:
+        raise EditFileError(
+            f"{path} is not a jola-ray edit file (method={name!r}, format={meta.get('format')!r})"
+        )
+    return get(name).load(model, path)
