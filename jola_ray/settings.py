@@ -159,8 +159,10 @@ def _to_kind(kind: str, raw: Any) -> Any:
     if kind == "str_list":
         if isinstance(raw, str):
             raw = [p for p in raw.replace(",", " ").split() if p]
-        if not isinstance(raw, (list, tuple)) or not raw or not all(
-            isinstance(x, str) and x for x in raw
+        if (
+            not isinstance(raw, (list, tuple))
+            or not raw
+            or not all(isinstance(x, str) and x for x in raw)
         ):
             raise ValueError(f"expected a non-empty list of names, got {raw!r}")
         return list(raw)

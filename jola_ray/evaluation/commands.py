@@ -71,5 +71,3 @@ def _handle_evaluate(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         write_results(out, metrics, result.predictions)
     return 0
-
-

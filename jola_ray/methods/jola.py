@@ -31,7 +31,9 @@ class JoLASettings:
         choices=("fixed", "expon", "linear", "cyclic"),
     )
     parts: str = setting(
-        "both", "which JoLA vectors are edited (add/mul: the ablations)", choices=("both", "add", "mul")
+        "both",
+        "which JoLA vectors are edited (add/mul: the ablations)",
+        choices=("both", "add", "mul"),
     )
     layers: list[int] | None = setting(None, "layers to edit (None: all)", kind="int_list", ge=0)
     heads: list[int] | None = setting(

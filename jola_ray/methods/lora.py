@@ -35,7 +35,9 @@ class LoRASettings:
     alpha: float = setting(64.0, "scaling numerator: the update is (alpha / r) * B A", gt=0)
     dropout: float = setting(0.05, "dropout on the adapter's input", ge=0, lt=1)
     target_modules: list[str] = setting(
-        DEFAULT_TARGETS, "names of the linear layers to adapt (module-name suffixes)", kind="str_list"
+        DEFAULT_TARGETS,
+        "names of the linear layers to adapt (module-name suffixes)",
+        kind="str_list",
     )
     bias: str = setting(
         "none",
@@ -225,7 +227,7 @@ def count(model, cfg: LoRASettings) -> int:
     total = 0
     targets = tuple(cfg.target_modules)
     for name, module in model.named_modules():
-        if not isinstance(module, nn.Linear) or not name.split(".")[-1] in targets:
+        if not isinstance(module, nn.Linear) or name.split(".")[-1] not in targets:
             continue
         total += cfg.r * (module.in_features + module.out_features)
         if cfg.use_dora:

@@ -95,4 +95,3 @@ class LRSchedule:
             self.stalled_epochs = 0
             return True
         return False
-

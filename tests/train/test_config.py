@@ -89,7 +89,12 @@ def test_cli_flags_override_the_yaml_file_and_bad_flags_stop_before_loading(tmp_
     args = _parse(["train", "--config", str(path), "--lr", "0.5", "--jola.per-example-gates"])
     overrides = {k: v for k, v in vars(args).items() if k in leaf_fields()}
     cfg = RunConfig.from_yaml(args.config, overrides)
-    assert (cfg.lr, cfg.epochs, cfg.model, cfg.jola.per_example_gates) == (0.5, 3, "tiny-qwen2", True)
+    assert (cfg.lr, cfg.epochs, cfg.model, cfg.jola.per_example_gates) == (
+        0.5,
+        3,
+        "tiny-qwen2",
+        True,
+    )
 
     import jola_ray.train.pipeline as run_module
 

@@ -12,7 +12,9 @@ from jola_ray.train import run
 
 
 def test_lofit_two_stages_train_biases_on_the_top_k_heads(tiny_cfg, recorder):
-    cfg = tiny_cfg("lofit", method="lofit", patience=0, **{"lofit.top_k": 3, "lofit.l1_lambda": 1e-3})
+    cfg = tiny_cfg(
+        "lofit", method="lofit", patience=0, **{"lofit.top_k": 3, "lofit.l1_lambda": 1e-3}
+    )
     rec = recorder()
     metrics = run(cfg, report=rec)
     # only stage 2 reports per epoch; each report carries the stage-1 summary
