@@ -16,7 +16,7 @@ from jola_ray import __version__
 from jola_ray.errors import JolaRayError
 
 _COMMAND_MODULES = (
-    "jola_ray.editing.commands",
+    "jola_ray.methods.commands",
     "jola_ray.data.commands",
     "jola_ray.evaluation.commands",
     "jola_ray.train.commands",

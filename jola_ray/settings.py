@@ -212,3 +212,24 @@ def to_float(raw: Any, what: str = "a number") -> float:
     if not math.isfinite(value):
         raise ValueError(f"must be finite, got {raw!r}")
     return value
+
+
+def add_setting_flags(parser, specs: dict[str, dataclasses.Field], notes: dict[str, str]) -> None:
+    """One CLI flag per setting, spelled as its name: ``--lr``, ``--output-dir`` or
+    ``--output_dir``, ``--jola.temperature``, ``--jola.gate-lambda`` or ``--jola.gate_lambda``.
+    Values stay strings (``check_fields`` converts them); unset flags are absent."""
+    import argparse
+
+    for name, f in specs.items():
+        note = notes.get(name)
+        help_text = describe(f) + (f" ({note})" if note else "")
+        help_text = help_text.replace("%", "%%")  # argparse formats help with %
+        flags = ["--" + name.replace("_", "-")]
+        if "_" in name:
+            flags.append("--" + name)
+        extra = {"nargs": "?", "const": "true", "metavar": "BOOL"} if f.metadata.get(
+            "kind"
+        ) == "bool" else {}
+        parser.add_argument(
+            *flags, dest=name, default=argparse.SUPPRESS, help=help_text, **extra
+        )

@@ -14,7 +14,8 @@ at start.
   inference-time method one stage of ``kind="build"``). The runner trains (or builds) each
   stage in order; the last stage's epochs are the ones reported.
 - ``count(model, cfg)``: the trainable parameters of the last stage, on a real or meta-device
-  model (``torch.device("meta")``: no memory).
+  model (``torch.device("meta")``: no memory); an int, or a dict with ``trainable_params``
+  and other figures ``jola-ray params`` prints (LoFiT: ``stage1_params``, ``top_k``).
 - ``load(model, path)``: re-attach a handle saved with ``Attached.save`` (the file holds the
   tensors and the metadata needed: format, method, config as JSON, geometry).
 
@@ -107,7 +108,7 @@ class Method:
     name: str
     config: type  # a dataclass of ``settings.setting`` fields
     stages: Callable[[Any], tuple[Stage, ...]]
-    count: Callable[[Any, Any], int] | None = None  # (model, cfg) -> trainable params
+    count: Callable[[Any, Any], Any] | None = None  # (model, cfg) -> int or dict (see above)
     load: Callable[[Any, str | Path], Attached] | None = None
     description: str = ""
 

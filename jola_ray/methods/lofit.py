@@ -60,11 +60,23 @@ def _bias(ctx: StageContext) -> HeadEditHandle:
     return HeadEditHandle(edit)
 
 
-def _count(model, cfg: LoFiTSettings) -> int:
-    """Stage 2's trainable parameters (the edit that is tested and saved): ``K * head_dim``."""
+def _count(model, cfg: LoFiTSettings) -> dict:
+    """Stage 2's trainable parameters (the edit that is tested and saved, ``K * head_dim``) as
+    ``trainable_params``, with stage 1's (``L * H * head_dim``) and K."""
     from jola_ray.editing import LoFiTConfig, count_edit_params
+    from jola_ray.editing.configs import default_top_k
+    from jola_ray.editing.sites import find_head_sites, geometry_of
+    from jola_ray.errors import ConfigError
 
-    return count_edit_params(model, LoFiTConfig(stage="bias", top_k=cfg.top_k))
+    g = geometry_of(model, find_head_sites(model))
+    k = cfg.top_k or default_top_k(g.num_layers, g.num_heads)
+    if not 0 < k <= g.total_heads:
+        raise ConfigError(f"lofit.top_k: expected 1..{g.total_heads} (the model's heads), got {k}")
+    return {
+        "trainable_params": count_edit_params(model, LoFiTConfig(stage="bias", top_k=k)),
+        "stage1_params": count_edit_params(model, LoFiTConfig(stage="scale")),
+        "top_k": k,
+    }
 
 
 METHOD = Method(

@@ -29,28 +29,11 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--resume-from", metavar="DIR", help="continue from an epoch checkpoint directory"
     )
-    from jola_ray.settings import describe
+    from jola_ray.settings import add_setting_flags
 
     paper = profile_defaults("paper")
-    for name, (_, f) in leaf_fields().items():
-        help_text = describe(f) + f" (paper default: {paper[name]})"
-        help_text = help_text.replace("%", "%%")  # argparse formats help with %
-        # --lr-decay-lambda and --lr_decay_lambda both work: the flag is the YAML key.
-        flags = ["--" + name.replace("_", "-")]
-        if "_" in name:
-            flags.append("--" + name)
-        if f.metadata.get("kind") == "bool":
-            parser.add_argument(
-                *flags,
-                dest=name,
-                nargs="?",
-                const="true",
-                default=argparse.SUPPRESS,
-                metavar="BOOL",
-                help=help_text,
-            )
-        else:
-            parser.add_argument(*flags, dest=name, default=argparse.SUPPRESS, help=help_text)
+    specs = {name: f for name, (_, f) in leaf_fields().items()}
+    add_setting_flags(parser, specs, {n: f"paper default: {v}" for n, v in paper.items()})
     parser.set_defaults(func=_handle)
 
 
