@@ -103,7 +103,13 @@ def check_fields(
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(name), list(known), n=3)
+    """`` (did you mean a, b?)`` or ``""``. Names of the same form come first: a bare name is
+    matched against bare names (``lrr`` -> ``lr``) before method settings (``lora.r``)."""
+    known = list(known)
+    same = [k for k in known if ("." in k) == ("." in str(name))]
+    close = difflib.get_close_matches(str(name), same, n=3) or difflib.get_close_matches(
+        str(name), known, n=3
+    )
     return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
@@ -227,9 +233,9 @@ def add_setting_flags(parser, specs: dict[str, dataclasses.Field], notes: dict[s
         flags = ["--" + name.replace("_", "-")]
         if "_" in name:
             flags.append("--" + name)
-        extra = {"nargs": "?", "const": "true", "metavar": "BOOL"} if f.metadata.get(
-            "kind"
-        ) == "bool" else {}
-        parser.add_argument(
-            *flags, dest=name, default=argparse.SUPPRESS, help=help_text, **extra
+        extra = (
+            {"nargs": "?", "const": "true", "metavar": "BOOL"}
+            if f.metadata.get("kind") == "bool"
+            else {}
         )
+        parser.add_argument(*flags, dest=name, default=argparse.SUPPRESS, help=help_text, **extra)

@@ -126,7 +126,9 @@ def run_params(args) -> int:
     print(f"{info['method']:<11} {info['trainable_params']:,} trainable ({share:.4f}% of base)")
     for key, value in info.items():
         if key not in _SHOWN:
-            print(f"            {key}: {value:,}" if isinstance(value, int) else f"  {key}: {value}")
+            print(
+                f"            {key}: {value:,}" if isinstance(value, int) else f"  {key}: {value}"
+            )
     return 0
 
 

@@ -154,6 +154,7 @@ def _untrained(ctx: _Run) -> dict:
         "num_selected_heads": 0,
         "selected_heads": [],
         "trainable_params": 0,
+        "base_params": _base_params(ctx.model, None),
         **ctx.cost.summary(steps=0, tokens=0, wall_s=0.0),
         "resolved": _resolved(ctx.cfg),
         "run_status": "finished",
@@ -483,6 +484,7 @@ def _finish(ctx: _Run, handle, state: RunState, n_params: int) -> dict:
         "selected_heads": [],
         **handle.summary(),
         "trainable_params": n_params,
+        "base_params": _base_params(ctx.model, handle),
         **ctx.cost.summary(
             steps=int(last["step"]) + int(earlier_cost.get("steps", 0)),
             tokens=state.tokens + int(earlier_cost.get("tokens", 0)),
@@ -537,6 +539,12 @@ def _check_trainable(model: torch.nn.Module, handle) -> int:
             else "the edit has no trainable parameters"
         )
     return sum(p.numel() for _, p in trainable)
+
+
+def _base_params(model: torch.nn.Module, handle) -> int:
+    """The base model's parameter count (without the handle's), for the report's percent."""
+    own = {id(p) for p in handle.parameters()} if handle is not None else set()
+    return sum(p.numel() for p in model.parameters() if id(p) not in own)
 
 
 def _base_fingerprint(model: torch.nn.Module, handle) -> tuple:

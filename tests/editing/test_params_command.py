@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from jola_ray.methods.commands import register
 from jola_ray.errors import JolaRayError
+from jola_ray.methods.commands import register
 
 
 def _run(argv):

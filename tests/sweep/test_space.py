@@ -79,10 +79,11 @@ def test_paper_spaces_cover_the_26_tasks_and_both_models():
 
 def test_five_configs_span_lr_and_include_paper_and_reference_profiles():
     space = load_space("commonsense")
-    assert len(space.configs) == 5
-    lrs = [c["lr"] for c in space.configs]
+    configs = space.configs["jola"]
+    assert len(configs) == 5
+    lrs = [c["lr"] for c in configs]
     assert max(lrs) / min(lrs) >= 10
-    as_tuples = {(c["lr"], c["lr_schedule"], c["profile"]) for c in space.configs}
+    as_tuples = {(c["lr"], c["lr_schedule"], c["profile"]) for c in configs}
     assert (5e-4, "exponential", "paper") in as_tuples
     assert (5e-3, "cosine", "reference-code") in as_tuples
 
@@ -253,6 +254,6 @@ def test_demo_space_is_small_and_on_demo_tasks():
     space = load_space("demo")
     assert all(t.startswith("demo_") for t in space.tasks)
     assert len(space.tasks) >= 2 and len(space.seeds) == 2
-    assert set(space.methods) == {"jola", "zero_shot"} and len(space.configs) == 5
+    assert set(space.methods) == {"jola", "zero_shot"} and len(space.configs["jola"]) == 5
     assert space.models == ("tiny-demo",)
     assert json.loads(json.dumps(space.trials()))  # plain data, JSON-able
