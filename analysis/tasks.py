@@ -53,7 +53,7 @@ BENCHMARK_TITLES = {
     "commonsense": "Commonsense reasoning",
     "mmlu_pro": "MMLU-Pro",
     "gem": "Natural language generation (GEM)",
-    "lofit": "LoFiT tasks",
+    "lofit": "LoFiT tasks",  # the benchmark of LoFiT's own tasks (not the method)
     "other": "Other tasks",
 }
 

@@ -93,7 +93,8 @@ def check_fields(
     for name, value in raw.items():
         f = specs.get(name)
         if f is None:
-            problems.append(f"{where}{name}: unknown field{did_you_mean(name, specs)}")
+            known = [f"{where}{k}" for k in specs]
+            problems.append(f"{where}{name}: unknown field{did_you_mean(where + name, known)}")
             continue
         try:
             values[name] = convert(f, value)

@@ -93,6 +93,8 @@ class LoRAHandle:
                     f"lora: cannot adapt {model_type!r} model with target_modules "
                     f"{cfg.target_modules}: {err}"
                 ) from None
+        # the injected modules (dropout) are built in training mode: follow the model's mode
+        model.train(model.training)
         # peft copies its config onto the model; the Trainer must see a plain model
         if "peft_config" in vars(model):
             del model.peft_config

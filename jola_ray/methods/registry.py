@@ -14,6 +14,9 @@ from jola_ray.errors import ConfigError
 from jola_ray.methods.base import Method
 from jola_ray.settings import did_you_mean
 
+# The method of a run that names none (the project's subject).
+DEFAULT = "jola"
+
 MODULES: dict[str, str] = {
     "zero_shot": "jola_ray.methods.zero_shot",
     "jola": "jola_ray.methods.jola",

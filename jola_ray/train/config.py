@@ -71,7 +71,9 @@ class DataConfig:
 @dataclass
 class MethodConfig:
     method: str = _leaf(
-        "jola", "the fine-tuning method (its settings: <method>.<field>)", choices=registry.names()
+        registry.DEFAULT,
+        "the fine-tuning method (its settings: <method>.<field>)",
+        choices=registry.names(),
     )
 
 
@@ -232,7 +234,7 @@ class RunConfig:
 
         Args:
             d: setting names -> values (``lr``, ``jola.temperature``), section names or method
-                names -> dicts of their fields (``{"jola": {"temperature": 0.5}}``), or a mix.
+                names -> dicts of their fields (``{"<method>": {"<field>": value}}``), or a mix.
             source: named in error messages (a file path, "CLI", a trial name).
 
         Raises:

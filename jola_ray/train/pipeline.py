@@ -145,7 +145,7 @@ def _untrained(ctx: _Run) -> dict:
     metrics = {
         "epoch": 0,
         "step": 0,
-        **_zero_shot_dev_loss(ctx),
+        **_untrained_dev_loss(ctx),
         **dev.metrics_prefixed,
         "open_gate_fraction": 0.0,
         **test.metrics_prefixed,
@@ -168,7 +168,7 @@ def _untrained(ctx: _Run) -> dict:
     return metrics
 
 
-def _zero_shot_dev_loss(ctx: _Run) -> dict:
+def _untrained_dev_loss(ctx: _Run) -> dict:
     """The untouched model's dev loss on the answer tokens, as the trained methods measure it
     (TRL's SFT evaluation); nothing for preference tasks, where policy and reference coincide."""
     if ctx.task.training != "sft":
@@ -176,7 +176,7 @@ def _zero_shot_dev_loss(ctx: _Run) -> dict:
     from trl import SFTTrainer
 
     train_ds, dev_ds = _datasets(ctx, "sft")
-    args = _trainer_args(ctx, ctx.out / "zero_shot", ctx.cfg.lr, "sft")
+    args = _trainer_args(ctx, ctx.out / "untrained", ctx.cfg.lr, "sft")
     trainer = SFTTrainer(
         model=ctx.model,
         args=args,
