@@ -394,7 +394,7 @@ def load_experiment(exp_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
                 continue
             column = "cfg_" + key if key in summary or key in ("experiment", "trial_dir") else key
             if column not in record:
-                record[column] = json.dumps(value) if isinstance(value, list) else value
+                record[column] = value
         trials.append(record)
         for entry in _epoch_table_rows(rows):
             head = {k: record[k] for k in ("experiment", "trial_dir", "trial_id", *KEY_COLUMNS)}

@@ -453,7 +453,10 @@ def _evaluate(ctx: _Run, examples, split: str) -> _Eval:
 def _resolved(cfg: RunConfig) -> dict:
     """Every resolved setting (defaults and profile values included) the results carry; the
     output directory is where they are, not how they were made."""
-    return {k: v for k, v in cfg.to_flat_dict().items() if k != "output_dir"}
+    flat = {k: v for k, v in cfg.to_flat_dict().items() if k != "output_dir"}
+    # lists (layers, target modules) as JSON text: one scalar per result column, as Ray's loggers
+    # and the trials table want
+    return {k: json.dumps(v) if isinstance(v, list) else v for k, v in flat.items()}
 
 
 def _penalty_fn(handle, total_steps: int):

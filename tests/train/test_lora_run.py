@@ -29,6 +29,13 @@ def test_lora_run_trains_only_the_adapter_and_writes_it(tiny_cfg, recorder):
     assert any(v.abs().sum() > 0 for k, v in saved.items() if ".lora_B." in k)  # it trained
     resolved = metrics["resolved"]
     assert resolved["lora.r"] == 2 and resolved["lora.dropout"] == 0.05  # defaults written too
+    assert json.loads(resolved["lora.target_modules"]) == [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "up_proj",
+        "down_proj",
+    ]
     assert not any(k.startswith("jola.") for k in resolved)  # only the chosen method's
     assert json.loads((out / "metrics.json").read_text())["test_score"] == metrics["test_score"]
 
