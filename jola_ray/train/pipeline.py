@@ -296,7 +296,7 @@ def _train_stage(
         state,
         dev_eval=lambda: _evaluate(ctx, ctx.splits.dev, "dev").metrics_prefixed,
         handle=handle,
-        schedule=None,  # set below, once the trainer has dropped over-long examples
+        schedule=None,  # the trainer's, once it has dropped over-long examples
         select_metric=cfg.select_metric,
         patience=cfg.patience,
         report=report,
@@ -306,6 +306,27 @@ def _train_stage(
     trainer_cls = make_trainer_class(kind)
     quantized = bool(getattr(ctx.model, "is_quantized", False))
     reference_off = handle.disabled() if kind == "dpo" else contextlib.nullcontext()
+
+    def plan(num_rows: int):
+        """The stage's schedule and penalty, from the rows the trainer kept (it drops examples
+        longer than max_length, so they are known only inside its constructor)."""
+        spe = steps_per_epoch(num_rows, cfg.batch_size, cfg.grad_accum_steps)
+        total = spe * cfg.epochs
+        schedule = LRSchedule(
+            cfg.lr_schedule,
+            steps_per_epoch=spe,
+            total_steps=total,
+            warmup_steps=cfg.warmup_steps,
+            warmup_epochs=cfg.warmup_epochs,
+            decay_lambda=cfg.lr_decay_lambda,
+            decay_rate=cfg.lr_decay_rate,
+            cycle_epochs=cfg.lr_cycle_epochs,
+            cycle_min_ratio=cfg.lr_cycle_min_ratio,
+            adaptive_factor=cfg.lr_adaptive_factor,
+            adaptive_patience=cfg.lr_adaptive_patience,
+        )
+        return schedule, _penalty_fn(handle, total)
+
     with _allow_quantized_training(ctx.model, quantized), reference_off:
         trainer = trainer_cls(
             model=ctx.model,
@@ -314,6 +335,7 @@ def _train_stage(
             eval_dataset=dev_ds,
             processing_class=ctx.tokenizer,
             callbacks=[callback],
+            plan=plan,
         )
     from transformers.trainer_callback import PrinterCallback
 
@@ -325,23 +347,7 @@ def _train_stage(
         raise DataError(
             f"task {ctx.task.name}: no training example fits max_length {cfg.max_length}"
         )
-    spe = steps_per_epoch(len(trainer.train_dataset), cfg.batch_size, cfg.grad_accum_steps)
-    total = spe * cfg.epochs
-    schedule = LRSchedule(
-        cfg.lr_schedule,
-        steps_per_epoch=spe,
-        total_steps=total,
-        warmup_steps=cfg.warmup_steps,
-        warmup_epochs=cfg.warmup_epochs,
-        decay_lambda=cfg.lr_decay_lambda,
-        decay_rate=cfg.lr_decay_rate,
-        cycle_epochs=cfg.lr_cycle_epochs,
-        cycle_min_ratio=cfg.lr_cycle_min_ratio,
-        adaptive_factor=cfg.lr_adaptive_factor,
-        adaptive_patience=cfg.lr_adaptive_patience,
-    )
-    trainer.lr_schedule = callback.schedule = schedule
-    trainer.penalty_fn = _penalty_fn(handle, total)
+    callback.schedule = trainer.lr_schedule
     callback.trainer = trainer
     if state.stopped or len(state.history) >= cfg.epochs:
         return state  # a resumed run whose training had already ended
