@@ -54,3 +54,24 @@ def test_lora_interrupted_run_resumes_to_the_uninterrupted_result(tiny_cfg, reco
     a = load_file(str(Path(resumed_cfg.output_dir) / "edit.safetensors"))
     b = load_file(str(Path(tiny_cfg("full", **LORA).output_dir) / "edit.safetensors"))
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_lora_trains_with_dpo_on_preference_tasks(tiny_cfg, recorder):
+    """DPO's reference is the model with the adapter switched off (``disabled()``)."""
+    import dataclasses
+    import importlib.util
+
+    from jola_ray.data import get_task
+
+    spec = importlib.util.spec_from_file_location(
+        "methods_tests", Path(__file__).with_name("test_methods.py")
+    )
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+    task = dataclasses.replace(get_task("truthfulqa"), name="tiny_tqa")
+    rec = recorder()
+    cfg = tiny_cfg("dpo", **{**LORA, "lr": 1e-3}, dpo_beta=0.5)
+    metrics = run(cfg, report=rec, task=task, splits=helpers._preference_splits())
+    assert {"dev_mc1", "dev_mc2", "test_mc1", "test_mc2"} <= set(metrics)
+    # B = 0 at init: the policy starts exactly at the reference, so the dev DPO loss is near log 2
+    assert abs(rec.calls[0][0]["dev_loss"] - torch.log(torch.tensor(2.0)).item()) < 0.05
