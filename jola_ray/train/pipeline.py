@@ -138,8 +138,10 @@ def run(
 # --- the recipe ----------------------------------------------------------------------------
 
 
-def _untrained(ctx: _Run) -> dict:
-    """A method without stages: the untouched model's dev and test metrics, one report."""
+def _untrained(ctx: _Run, handle=None) -> dict:
+    """A method without stages (the untouched model), or one whose last stage is a ``build``
+    (``handle``: an edit computed from the training data, not trained): dev and test metrics,
+    one report with ``epoch`` 0."""
     dev = _evaluate(ctx, ctx.splits.dev, "dev")
     test = _evaluate(ctx, ctx.splits.test, "test")
     metrics = {
@@ -148,20 +150,22 @@ def _untrained(ctx: _Run) -> dict:
         **_untrained_dev_loss(ctx),
         **dev.metrics_prefixed,
         "open_gate_fraction": 0.0,
+        **(handle.epoch_metrics() if handle is not None else {}),
         **test.metrics_prefixed,
         "best_epoch": 0,
         "best_dev_score": dev.metrics_prefixed["dev_score"],
         "num_selected_heads": 0,
         "selected_heads": [],
-        "trainable_params": 0,
-        "base_params": _base_params(ctx.model, None),
+        **(handle.summary() if handle is not None else {}),
+        "trainable_params": sum(p.numel() for p in handle.parameters()) if handle else 0,
+        "base_params": _base_params(ctx.model, handle),
         **ctx.cost.summary(steps=0, tokens=0, wall_s=0.0),
         "resolved": _resolved(ctx.cfg),
         "run_status": "finished",
     }
     final = ctx.out / FINAL_DIR
     final.mkdir(parents=True, exist_ok=True)
-    _write_final(ctx, final, metrics, test.predictions, edit=None)
+    _write_final(ctx, final, metrics, test.predictions, edit=handle)
     RunState(stage="none", finished=True).save(final)
     if ctx.report is not None:
         ctx.report(dict(metrics), str(final))
@@ -210,6 +214,12 @@ def _recipe(ctx: _Run, stages, resumed: RunState | None, resume_from: str | None
                 ctx.model, cfg.method_config, cfg.seed, carry, ctx.splits.train, ctx.tokenizer
             )
         )
+        if stage.kind == "build":
+            if not last:
+                raise TrainingError(
+                    f"{cfg.method}: a build stage ({stage.name}) must be the method's last stage"
+                )
+            return _untrained(ctx, handle)
         n_params = _check_trainable(ctx.model, handle)
         before = None if last else _base_fingerprint(ctx.model, handle)
         lr = (stage.lr(cfg.method_config) if stage.lr else None) or cfg.lr

@@ -75,3 +75,40 @@ def test_lora_trains_with_dpo_on_preference_tasks(tiny_cfg, recorder):
     assert {"dev_mc1", "dev_mc2", "test_mc1", "test_mc2"} <= set(metrics)
     # B = 0 at init: the policy starts exactly at the reference, so the dev DPO loss is near log 2
     assert abs(rec.calls[0][0]["dev_loss"] - torch.log(torch.tensor(2.0)).item()) < 0.05
+
+
+def test_a_build_stage_is_evaluated_once_without_training(tiny_cfg, recorder, monkeypatch):
+    """An inference-time method's recipe: one ``build`` stage computed from the training data."""
+    from jola_ray.methods import registry
+    from jola_ray.methods.base import Stage
+    from jola_ray.methods.heads import HeadEditHandle
+
+    seen = {}
+
+    def build(ctx):
+        from jola_ray.editing import JoLAConfig, apply_edit
+
+        seen["train"] = len(ctx.train_examples)
+        edit = apply_edit(ctx.model, JoLAConfig(seed=ctx.seed, init_std=0.5))
+        edit.requires_grad_(False)  # fixed vectors: nothing trains
+        return HeadEditHandle(edit)
+
+    jola = registry.get("jola")
+    built = dataclasses_replace(
+        jola, name="built", stages=lambda cfg: (Stage("build", build, kind="build"),)
+    )
+    original = registry.get
+    monkeypatch.setattr(registry, "get", lambda name: built if name == "jola" else original(name))
+    rec = recorder()
+    metrics = run(tiny_cfg("built"), report=rec)
+    assert seen["train"] == 8 and len(rec.calls) == 1 and metrics["epoch"] == 0
+    assert metrics["run_status"] == "finished" and "test_score" in metrics
+    assert metrics["trainable_params"] == 144  # the built edit's size, though nothing trained
+    out = Path(tiny_cfg("built").output_dir)
+    assert (out / "edit.safetensors").is_file() and not (out / "checkpoints").exists()
+
+
+def dataclasses_replace(obj, **changes):
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
