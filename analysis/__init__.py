@@ -1,6 +1,7 @@
 """Experiment directories -> pandas -> the paper's tables, plots and compute ledger.
 
-Reads files only (pandas, pyarrow, matplotlib): no torch, no Ray, no jola_ray imports. The
+Reads files only (pandas, pyarrow, matplotlib): no torch, no Ray; of jola_ray only the
+torch-free method catalog (display names, row order, which methods train). The
 heavy modules load on first use, so ``analysis.commands`` stays cheap for ``jola-ray --help``;
 ``dir(analysis)`` lists the public functions all the same.
 

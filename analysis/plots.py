@@ -2,8 +2,9 @@
 
 Learning curves per task, gate maps of the selected trials, the epochs ASHA and early stopping
 saved per task, and the data-size / model-size line plots. Each figure has a legend entry for
-every line or bar kind it draws, placed outside the axes so that it covers nothing. Every function returns the paths it wrote (none when there is
-nothing to draw), so a report over results without checkpoints or without an axis still works.
+every line or bar kind it draws, placed outside the axes so that it covers nothing. Every
+function returns the paths it wrote (none when there is nothing to draw), so a report over
+results without checkpoints or without an axis still works.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from analysis.load import read_gates  # noqa: E402
 from analysis.select import seed_stats  # noqa: E402
 from analysis.tables import axis_sort_key  # noqa: E402
-from analysis.tasks import is_zero_shot, method_label, method_order  # noqa: E402
+from analysis.tasks import method_label, method_order, trains_epochs  # noqa: E402
 
 
 def _save(fig, out_dir: str, stem: str) -> list[str]:
@@ -43,9 +44,11 @@ def _stem(*parts) -> str:
     return "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in text)
 
 
-# Seeds' line styles; zero-shot's level is a thick dotted black line, unlike any of them.
+# Seeds' line styles; the level of a method without epochs (zero-shot) is a thick dotted line
+# (black for the first, greys for any further one), unlike any of them.
 _SEED_STYLES = ("-", "--", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (8, 2, 1, 2)))
-_ZERO_SHOT_STYLE = {"color": "k", "ls": ":", "lw": 2.2}
+_LEVEL_STYLE = {"ls": ":", "lw": 2.2}
+_LEVEL_COLOURS = ("k", "0.45", "0.7")
 
 
 def _facets(epochs: pd.DataFrame) -> list[str]:
@@ -58,8 +61,9 @@ def _facets(epochs: pd.DataFrame) -> list[str]:
 def learning_curves(epochs: pd.DataFrame, out_dir: str) -> list[str]:
     """dev_score per epoch: one figure per task (and model / train_size where several), one line
     per trial. Colour = configuration (of its method), line style = seed, both in the legend;
-    zero-shot's dev score (mean over seeds) is a dotted black line under the curves; a trial ASHA
-    pruned ends in an x, one that early stopping ended before the last epoch in an o."""
+    the dev score of each method that trains no epochs (zero-shot; catalog ``trains``), mean over
+    seeds, is a dotted level line under the curves; a trial ASHA pruned ends in an x, one that
+    early stopping ended before the last epoch in an o."""
     if epochs.empty or "dev_score" not in epochs.columns:
         return []
     paths = []
@@ -67,8 +71,9 @@ def learning_curves(epochs: pd.DataFrame, out_dir: str) -> list[str]:
     for key, part in epochs.groupby(facets, sort=True):
         key = key if isinstance(key, tuple) else (key,)
         part = part.dropna(subset=["dev_score"])
-        zero = part[part["method"].map(is_zero_shot)]
-        part = part[~part["method"].map(is_zero_shot) & (part["epoch"] > 0)]
+        trains = part["method"].map(trains_epochs).astype(bool)
+        levels = part[~trains]
+        part = part[trains & (part["epoch"] > 0)]
         if part.empty:
             continue
         fig, ax = plt.subplots(figsize=(7.5, 4.2))
@@ -104,12 +109,13 @@ def learning_curves(epochs: pd.DataFrame, out_dir: str) -> list[str]:
         if len(seeds) > 1:
             for seed in seeds:
                 handles.append(Line2D([], [], color="0.4", ls=styles[seed], label=f"seed {seed}"))
-        if not zero.empty:
-            level = float(zero["dev_score"].mean())
-            n = zero["seed"].nunique()
-            ax.axhline(level, zorder=2, **_ZERO_SHOT_STYLE)
-            label = f"zero-shot (mean of {n} seed" + ("s)" if n > 1 else ")")
-            handles.append(Line2D([], [], label=label, **_ZERO_SHOT_STYLE))
+        for i, method in enumerate(method_order(levels["method"])):
+            rows = levels[levels["method"] == method]
+            style = {**_LEVEL_STYLE, "color": _LEVEL_COLOURS[i % len(_LEVEL_COLOURS)]}
+            n = rows["seed"].nunique()
+            ax.axhline(float(rows["dev_score"].mean()), zorder=2, **style)
+            label = f"{method_label(method)} (mean of {n} seed" + ("s)" if n > 1 else ")")
+            handles.append(Line2D([], [], label=label, **style))
         if pruned_any:
             handles.append(Line2D([], [], ls="", marker="x", color="k", label="pruned by ASHA"))
         if early_any:

@@ -1,12 +1,15 @@
 """The paper's comparison tables, built from the per-seed selection and rendered as
 Markdown, LaTeX (booktabs) and CSV.
 
-A table is one benchmark for one model (and one value of each varying extra axis, e.g. train_size): rows are methods
-(zero-shot first), columns are tasks (GEM: task x metric), then the average, with the
-trainable-parameter count as the second column. A cell is the test metric's mean over seeds,
-with "± std (n)" when n > 1 and "(n/expected)" when seeds are missing. The best mean per column
-is marked (bold in Markdown and LaTeX). The CSV form is numeric: per column ``mean``, ``std``,
-``n`` and ``expected`` (seeds), and ``best`` (1 for the column's best), one row per method.
+A table is one benchmark for one model (and one value of each varying extra axis, e.g.
+train_size): rows are methods in the paper's order (zero-shot first), columns are tasks (GEM:
+task x metric), then the average, with the trainable-parameter count and its percent of the base
+model as the second column (Params). A cell is the test metric's mean over seeds, with "± std
+(n)" when n > 1 and "(n/expected)" when seeds are missing. The best mean per column is marked
+(bold in Markdown and LaTeX). The CSV form is numeric: Params as ``params_min``,
+``params_max``, ``base_params`` and ``params_pct_min``/``params_pct_max``; per result column
+``mean``, ``std``, ``n`` and ``expected`` (seeds), and ``best`` (1 for the column's best), one
+row per method.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from analysis.select import extra_axes, seed_stats
 from analysis.tasks import (
     BENCHMARK_TITLES,
     GEM_METRIC_ORDER,
-    is_zero_shot,
+    is_untuned,
     method_label,
     method_order,
     metric_label,
@@ -41,6 +44,8 @@ class Cell:
     std: float = math.nan
     n: int = 0
     expected: int = 0
+    # Label cells with numbers behind their text (Params: counts, base size, percent), for CSV.
+    numbers: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -68,14 +73,40 @@ def format_cell(mean: float, std: float, n: int, expected: int, pm: str = "±") 
     return text
 
 
-def format_params(values) -> str:
-    """Trainable parameters of the selected trials: one number, or min-max when they differ."""
+def format_params(values, base=()) -> str:
+    """Trainable parameters of the selected trials: one number, or min-max when they differ;
+    with the base model's size known (``base_params``), also the percent of it."""
     vals = sorted({int(v) for v in values if v is not None and not math.isnan(float(v))})
+    bases = sorted({int(v) for v in base if v is not None and not math.isnan(float(v))})
     if not vals:
         return "–"
-    if len(vals) == 1:
-        return f"{vals[0]:,}"
-    return f"{vals[0]:,}–{vals[-1]:,}"
+    text = f"{vals[0]:,}" if len(vals) == 1 else f"{vals[0]:,}–{vals[-1]:,}"
+    if bases and bases[0] > 0:
+        share = [100.0 * v / bases[0] for v in (vals[0], vals[-1])] if len(bases) == 1 else None
+        if share is not None:
+            pct = f"{share[0]:.3g}%" if len(vals) == 1 else f"{share[0]:.3g}–{share[1]:.3g}%"
+            text += f" ({pct})"
+    return text
+
+
+PARAMS_CSV = ("params_min", "params_max", "base_params", "params_pct_min", "params_pct_max")
+
+
+def params_numbers(values, base=()) -> dict[str, float]:
+    """The Params cell as numbers (the CSV's ``PARAMS_CSV`` columns): min and max trainable
+    parameters, the base model's size and the percent of it (NaN where unknown or where the
+    selected trials' base sizes differ)."""
+    vals = sorted({int(v) for v in values if v is not None and not math.isnan(float(v))})
+    bases = sorted({int(v) for v in base if v is not None and not math.isnan(float(v))})
+    out = dict.fromkeys(PARAMS_CSV, math.nan)
+    if vals:
+        out["params_min"], out["params_max"] = float(vals[0]), float(vals[-1])
+    if len(bases) == 1 and bases[0] > 0:
+        out["base_params"] = float(bases[0])
+        if vals:
+            out["params_pct_min"] = 100.0 * vals[0] / bases[0]
+            out["params_pct_max"] = 100.0 * vals[-1] / bases[0]
+    return out
 
 
 def _stat_cell(selected: pd.DataFrame, tasks: list[str], col: str) -> Cell:
@@ -153,10 +184,14 @@ def build_table(selected: pd.DataFrame, benchmark: str, title: str, slug: str) -
     for method in method_order(selected["method"]):
         rows = selected[selected["method"] == method]
         chosen = rows[rows["selected"]]
-        params = format_params(chosen.get("trainable_params", pd.Series(dtype=float)))
-        if params == "–" and is_zero_shot(method):
+        counts = chosen.get("trainable_params", pd.Series(dtype=float))
+        bases = chosen.get("base_params", pd.Series(dtype=float))
+        params = format_params(counts, bases)
+        numbers = params_numbers(counts, bases)
+        if params == "–" and is_untuned(method):
             params = "0"  # the untouched model trains nothing
-        cells = [Cell(method_label(method)), Cell(params)]
+            numbers["params_min"] = numbers["params_max"] = 0.0
+        cells = [Cell(method_label(method)), Cell(params, numbers=numbers)]
         cells += [_stat_cell(rows, group, col) for _, group, col in cols]
         for metric in avg_metrics:
             means = [
@@ -307,9 +342,14 @@ def _num_text(value: float) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else repr(value)
 
 
+def _int_text(value: float | None) -> str:
+    return "" if value is None or math.isnan(value) else str(int(value))
+
+
 def to_csv(table: Table) -> str:
-    """Numeric CSV: the label columns as text (Method; Params as ``params_min``/``params_max``),
-    then per ranked column ``<label> mean``, ``std``, ``n``, ``expected`` and ``best`` (0/1).
+    """Numeric CSV: the label columns as text (Method; Params as numbers: ``params_min``,
+    ``params_max``, ``base_params``, ``params_pct_min``, ``params_pct_max``), then per ranked
+    column ``<label> mean``, ``std``, ``n``, ``expected`` and ``best`` (0/1).
     Empty fields are missing values (no result, or std of one seed)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -317,7 +357,7 @@ def to_csv(table: Table) -> str:
     header: list[str] = []
     for j in labels:
         name = table.header[j]
-        header += ["params_min", "params_max"] if name == "Params" else [name]
+        header += list(PARAMS_CSV) if name == "Params" else [name]
     for j in table.ranked:
         h = table.header[j]
         header += [f"{h} mean", f"{h} std", f"{h} n", f"{h} expected", f"{h} best"]
@@ -326,8 +366,9 @@ def to_csv(table: Table) -> str:
         out: list[str] = []
         for j in labels:
             if table.header[j] == "Params":
-                nums = [int(x.replace(",", "")) for x in re.findall(r"[\d,]+", row[j].text)]
-                out += [str(min(nums)), str(max(nums))] if nums else ["", ""]
+                nums = row[j].numbers
+                out += [_int_text(nums.get(k)) for k in PARAMS_CSV[:3]]
+                out += [_num_text(nums.get(k, math.nan)) for k in PARAMS_CSV[3:]]
             else:
                 out.append(row[j].text)
         for j in table.ranked:

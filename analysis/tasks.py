@@ -1,12 +1,16 @@
 """Task name -> paper benchmark, column label and column order.
 
-A small copy of the registry's naming, kept here because analysis must not import jola_ray.
-Unknown names (demo_* tasks, custom tasks) fall into the "other" benchmark under their own name.
+The task naming is a small copy of the data registry's, kept here because analysis must not
+import jola_ray's data layer (torch). Methods' labels, row order and whether they train come from
+the torch-free ``jola_ray.methods.catalog``, so analysis names no method itself.
+Unknown task names (demo_* tasks, custom tasks) fall into the "other" benchmark under their own name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from jola_ray.methods import catalog  # torch-free: names, display names, row order
 
 COMMONSENSE = (
     ("arc_c", "ARC-c"),
@@ -51,7 +55,7 @@ BENCHMARK_TITLES = {
     "commonsense": "Commonsense reasoning",
     "mmlu_pro": "MMLU-Pro",
     "gem": "Natural language generation (GEM)",
-    "lofit": "LoFiT tasks",
+    "lofit": "LoFiT tasks",  # the benchmark of LoFiT's own tasks (not the method)
     "other": "Other tasks",
 }
 
@@ -110,35 +114,23 @@ def metric_label(metric: str) -> str:
     return METRIC_LABELS.get(metric, metric)
 
 
-METHOD_LABELS = {
-    "zero_shot": "Zero-shot",
-    "zeroshot": "Zero-shot",
-    "zero-shot": "Zero-shot",
-    "jola": "JoLA",
-    "lofit": "LoFiT",
-}
-
-
-def is_zero_shot(method: str) -> bool:
-    """Zero-shot (the untouched model) has no hyperparameters and is listed first."""
-    return str(method).lower().replace("-", "_") in {"zero_shot", "zeroshot", "none", "base"}
-
-
-# Methods that run no training epochs (the compute ledger counts 0 grid epochs for them). The
-# one place the report knows this; when jola_ray.methods.catalog carries it, read it from there.
-NO_EPOCH_METHODS = frozenset({"zero_shot", "zeroshot", "none", "base"})
+def is_untuned(method: str) -> bool:
+    """A method without configurations (zero-shot: the untouched model) trains nothing."""
+    return not catalog.is_tuned(str(method))
 
 
 def trains_epochs(method: str) -> bool:
-    """Whether a trial of ``method`` runs training epochs (zero-shot only evaluates)."""
-    return str(method).lower().replace("-", "_") not in NO_EPOCH_METHODS
+    """Whether a trial of ``method`` runs training epochs (zero-shot only evaluates; an
+    inference-time method builds its edit without epochs): the catalog's ``trains``."""
+    return catalog.trains(str(method))
 
 
 def method_label(method: str) -> str:
     """Row label of a method name (``jola`` -> ``JoLA``); unknown names stay as they are."""
-    return METHOD_LABELS.get(str(method).lower(), str(method))
+    return catalog.display_name(str(method))
 
 
 def method_order(methods) -> list:
-    """Zero-shot first, then the other methods in name order."""
-    return sorted(set(methods), key=lambda m: (not is_zero_shot(m), str(m)))
+    """The paper's row order (Zero-shot, LoRA, BitFit, RED, RepE, ReFT, LoFiT, JoLA);
+    unknown methods after them, by name."""
+    return catalog.row_order(methods)

@@ -18,7 +18,7 @@ from jola_ray.editing.sites import find_head_sites, geometry_of
 from jola_ray.errors import JolaRayError
 
 FORMAT = "jola_ray.head_edit/1"
-_CONFIGS = {"jola": JoLAConfig, "lofit": LoFiTConfig}
+_CONFIGS = {cls.method: cls for cls in (JoLAConfig, LoFiTConfig)}
 
 
 class EditFileError(JolaRayError):

@@ -29,18 +29,20 @@ from typing import Any
 
 from ray.tune import Callback
 
-from jola_ray.sweep.space import CORE_AXES, TRIAL_KEYS
+from jola_ray.sweep.space import CORE_AXES, TRIAL_KEYS, run_config_dict, trial_of
 
 # The heartbeat line is redrawn at most this often on a terminal (seconds).
 REDRAW_S = 0.5
 
 
 def config_name(config: dict[str, Any]) -> str:
-    return str(config.get("hp", {}).get("config_name", "?"))
+    """The configuration's name of a trial dict or of Ray's trial config (``{"trial": {...}}``)."""
+    return str(trial_of(config).get("hp", {}).get("config_name", "?"))
 
 
 def extra_axes_label(config: dict[str, Any]) -> str:
     """``train_size=100`` (and any other extra axis) of a trial config; empty when none."""
+    config = trial_of(config)
     return " ".join(
         f"{k}={v}" for k, v in config.items() if k not in CORE_AXES and k not in TRIAL_KEYS
     )
@@ -48,6 +50,7 @@ def extra_axes_label(config: dict[str, Any]) -> str:
 
 def trial_label(config: dict[str, Any]) -> str:
     """``task seed=42 model method config`` (plus extra axes), for one progress line."""
+    config = trial_of(config)
     label = (
         f"{config.get('task')} seed={config.get('seed')} {config.get('model')} "
         f"{config.get('method')} {config_name(config)}"
@@ -186,7 +189,8 @@ class SweepProgress(Callback):
         """Record a dev value for the trial's (task, method); True when it is a new best."""
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             return False
-        key = (str(trial.config.get("task")), str(trial.config.get("method")))
+        point = trial_of(trial.config)
+        key = (str(point.get("task")), str(point.get("method")))
         held = self._best.get(key)
         if held is None or self._better(float(value), held[0]):
             self._best[key] = (float(value), config_name(trial.config))
@@ -258,7 +262,7 @@ class SweepProgress(Callback):
             if self._state(t) != "running":
                 continue
             epoch, value = self._epoch.get(t.trial_id, (None, None))
-            cfg = t.config
+            cfg = trial_of(t.config)
             where = f"{cfg.get('task')}/s{cfg.get('seed')}/{config_name(cfg)}"
             if epoch is not None:
                 where += f" ep{epoch}"
@@ -325,7 +329,7 @@ class SweepProgress(Callback):
             self._draw(trials, force=True)
         else:
             shown = f"{self.metric}={value:.2f}" if isinstance(value, (int, float)) else ""
-            max_epochs = trial.config.get("fixed", {}).get("epochs")
+            max_epochs = run_config_dict(trial.config).get("epochs")
             of = f"/{max_epochs}" if max_epochs else ""
             self._say("epoch", trial, f"epoch {epoch}{of} {shown}")
 

@@ -28,7 +28,7 @@ from typing import Any
 from ray import tune
 
 from jola_ray.sweep import DEFAULT_MAKE_CONFIG, DEFAULT_RUN
-from jola_ray.sweep.space import run_config_dict
+from jola_ray.sweep.space import run_config_dict, trial_of
 
 # Live metrics: result key -> Gauge name (exported as ray_<name> to Prometheus).
 GAUGES = {
@@ -65,6 +65,7 @@ def gauge_tags(config: dict[str, Any], experiment: str) -> dict[str, str]:
     extra axis do not share a series."""
     from jola_ray.sweep.progress import config_name, extra_axes_label
 
+    config = trial_of(config)
     return {
         "experiment": str(experiment),
         "task": str(config.get("task")),
@@ -138,6 +139,7 @@ def trial_repr(trial_name: str, config: dict[str, Any]) -> str:
     """What the dashboard shows for a trial's actor: its name, grid point and configuration."""
     from jola_ray.sweep.progress import trial_label
 
+    config = trial_of(config)
     hp = {k: v for k, v in config.get("hp", {}).items() if k != "config_name"}
     settings = " ".join(f"{k}={v}" for k, v in hp.items())
     return f"jola_trial({trial_name}: {trial_label(config)}{' ' + settings if settings else ''})"

@@ -1,10 +1,9 @@
-"""``jola-ray train`` and ``jola-ray evaluate``.
+"""``jola-ray train``: one run from CLI flags and/or a YAML file (flags override the file).
 
-``train``: one run from CLI flags and/or a YAML file (flags override the file).
-``evaluate``: a base model, with or without a saved edit, scored on one split of a task.
-
-Every ``RunConfig`` leaf is a flag (``lr`` -> ``--lr``, ``output_dir`` -> ``--output-dir``);
-values are parsed and validated by ``RunConfig.from_dict``, which lists every bad field at once.
+Every ``RunConfig`` setting is a flag spelled as its one name: ``lr`` -> ``--lr``,
+``output_dir`` -> ``--output-dir`` (or ``--output_dir``), a method's ``jola.temperature`` ->
+``--jola.temperature`` (``--jola.gate_lambda`` or ``--jola.gate-lambda``). Values are parsed
+and validated by ``RunConfig.from_dict``, which lists every bad field at once.
 Nothing heavy is imported until the command runs.
 """
 
@@ -19,7 +18,7 @@ def register(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "train",
-        help="fine-tune one model on one task with JoLA, LoFiT or zero-shot",
+        help="fine-tune one model on one task with one method (--method)",
         description=(
             "One run: load the model, apply the edit, train with TRL, evaluate the best epoch's "
             "edit on the test split. Writes metrics.json, predictions.jsonl, gates.csv, "
@@ -31,142 +30,12 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--resume-from", metavar="DIR", help="continue from an epoch checkpoint directory"
     )
+    from jola_ray.settings import add_setting_flags
+
     paper = profile_defaults("paper")
-    for name, (_, f) in leaf_fields().items():
-        help_text = f.metadata.get("help", "")
-        choices = f.metadata.get("choices")
-        if choices:
-            help_text += f" [{'|'.join(choices)}]"
-        help_text += f" (paper default: {paper[name]})"
-        help_text = help_text.replace("%", "%%")  # argparse formats help with %
-        # --lr-decay-lambda and --lr_decay_lambda both work: the flag is the YAML key.
-        flags = ["--" + name.replace("_", "-")]
-        if "_" in name:
-            flags.append("--" + name)
-        if str(f.type) == "bool":
-            parser.add_argument(
-                *flags,
-                dest=name,
-                nargs="?",
-                const="true",
-                default=argparse.SUPPRESS,
-                metavar="BOOL",
-                help=help_text,
-            )
-        else:
-            parser.add_argument(*flags, dest=name, default=argparse.SUPPRESS, help=help_text)
+    specs = {name: f for name, (_, f) in leaf_fields().items()}
+    add_setting_flags(parser, specs, {n: f"paper default: {v}" for n, v in paper.items()})
     parser.set_defaults(func=_handle)
-    _register_evaluate(subparsers)
-
-
-def _register_evaluate(subparsers) -> None:
-    from jola_ray.cli import HelpFormatter
-
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="score a model (optionally with a saved edit) on a task split",
-        description=(
-            "Load the model, apply a saved edit (edit.safetensors from a run) if given, and "
-            "evaluate it on one split of a task with deterministic gates. Prints the metrics; "
-            "with --output-dir also writes metrics.json and predictions.jsonl."
-        ),
-        formatter_class=HelpFormatter,
-    )
-    parser.add_argument("--model", required=True, help="HF hub id, local path or tiny-<arch>")
-    parser.add_argument("--task", required=True, help="task name (jola-ray tasks)")
-    parser.add_argument(
-        "--edit", help="an edit.safetensors written by a run (default: none, the bare model)"
-    )
-    parser.add_argument(
-        "--split", default="test", choices=("train", "dev", "test"), help="split to score"
-    )
-    parser.add_argument(
-        "--data-dir", "--data_dir", dest="data_dir", help="local task files instead of the hub"
-    )
-    parser.add_argument("--seed", type=int, default=42, help="sampling seed of the splits")
-    parser.add_argument("--size", type=int, help="examples of the split (default: the task's)")
-    parser.add_argument(
-        "--decoding",
-        default="greedy",
-        choices=("greedy", "beam", "label_scoring"),
-        help="greedy or beam generation, or scoring each label (classification tasks)",
-    )
-    parser.add_argument(
-        "--eval-batch-size",
-        "--eval_batch_size",
-        dest="eval_batch_size",
-        type=int,
-        default=64,
-        help="examples per generation batch",
-    )
-    parser.add_argument(
-        "--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="weights' precision"
-    )
-    parser.add_argument(
-        "--quantization",
-        default="none",
-        choices=("none", "nf4"),
-        help="nf4: 4-bit loading (needs bitsandbytes: pip install 'jola-ray[quant]')",
-    )
-    parser.add_argument(
-        "--device",
-        default="auto",
-        choices=("auto", "cpu", "cuda"),
-        help="auto: the GPU when there is one, else the CPU",
-    )
-    parser.add_argument(
-        "--output-dir",
-        "--output_dir",
-        dest="output_dir",
-        help="also write metrics.json and predictions.jsonl here",
-    )
-    parser.set_defaults(func=_handle_evaluate)
-
-
-def _handle_evaluate(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
-    from jola_ray.data import get_task, load_splits
-    from jola_ray.editing import load_edit
-    from jola_ray.evaluation import evaluate
-    from jola_ray.train.config import RunConfig
-    from jola_ray.train.loading import load_model_and_tokenizer
-
-    cfg = RunConfig.from_dict(
-        {
-            "model": args.model,
-            "task": args.task,
-            "data_dir": args.data_dir,
-            "seed": args.seed,
-            "dtype": args.dtype,
-            "quantization": args.quantization,
-            "device": args.device,
-            "decoding": args.decoding,
-            "eval_batch_size": args.eval_batch_size,
-            "method": "zero_shot",
-        },
-        source="command line",
-    )
-    task = get_task(args.task)
-    sizes = {f"{args.split}_size": args.size} if args.size else {}
-    splits = load_splits(task, data_dir=args.data_dir, seed=args.seed, **sizes)
-    examples = getattr(splits, args.split)
-    model, tokenizer, _ = load_model_and_tokenizer(cfg)
-    if args.edit:
-        load_edit(model, args.edit)
-    result = evaluate(
-        model, tokenizer, task, examples, mode=args.decoding, batch_size=args.eval_batch_size
-    )
-    metrics = {f"{args.split}_{k}": v for k, v in result.metrics.items()}
-    print(json.dumps({"task": task.name, "examples": len(examples), **metrics}))
-    if args.output_dir:
-        from jola_ray.train.pipeline import write_results
-
-        out = Path(args.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        write_results(out, metrics, result.predictions)
-    return 0
 
 
 def _handle(args: argparse.Namespace) -> int:

@@ -210,4 +210,5 @@ def fake():
         params=params,
         epoch_rows=epoch_rows,
         finished_rows=finished_rows,
+        zero_shot_rows=zero_shot_rows,
     )

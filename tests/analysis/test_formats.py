@@ -111,3 +111,40 @@ def test_fifo_sweep_that_skipped_nothing_shows_nothing_not_run(tmp_path, fake):
     trials, _ = load_experiments([str(root)])
     row = compute_ledger(trials).set_index("task").loc["total"]
     assert row.grid_epochs == 2 and row.not_run_pct == 0 and row.asha_saved_pct == 0
+
+
+def test_params_percent_of_the_base_model_in_every_format(tmp_path, fake):
+    """The Params column carries the count and its percent of ``base_params``: as text in
+    Markdown and LaTeX, as separate numeric columns in the CSV."""
+    root = tmp_path / "exp"
+    root.mkdir()
+    base, count = 25_000, 144
+    for seed in (1, 2):
+        zs = fake.zero_shot_rows({"accuracy": 40.0 + seed})
+        zs[-1]["base_params"] = base
+        p = fake.params("boolq", seed, "zero_shot", None, epochs=None)
+        fake.write_trial(str(root), f"z{seed}_0000{seed}", p, zs)
+        rows = fake.finished_rows([50, 60], {"accuracy": 70.0 + seed}, params_count=count)
+        rows[-1]["base_params"] = base
+        p = fake.params("boolq", seed, "jola", "c0")
+        fake.write_trial(str(root), f"j{seed}_1000{seed}", p, rows)
+    pct = 100.0 * count / base  # 0.576
+    out = str(tmp_path / "out")
+    md = render_report([str(root)], out_dir=out, fmt="md", plots=False)
+    assert f"| JoLA | {count} ({pct:.3g}%) |" in md and "| Zero-shot | 0 (0%) |" in md
+    tex = render_report([str(root)], out_dir=out, fmt="tex", plots=False)
+    assert rf"JoLA & {count} ({pct:.3g}\%) &" in tex
+    blocks = _csv_blocks(render_report([str(root)], out_dir=out, fmt="csv", plots=False))
+    (name,) = [n for n in blocks if n.startswith("tables/commonsense")]
+    table = blocks[name].set_index("Method")
+    assert table.loc["JoLA", ["params_min", "params_max", "base_params"]].tolist() == [
+        count,
+        count,
+        base,
+    ]
+    assert table.loc["JoLA", "params_pct_min"] == pytest.approx(pct)
+    assert table.loc["JoLA", "params_pct_max"] == pytest.approx(pct)
+    assert (
+        table.loc["Zero-shot", "params_min"] == 0 and table.loc["Zero-shot", "params_pct_min"] == 0
+    )
+    assert all(pd.api.types.is_numeric_dtype(table[c]) for c in table.columns)

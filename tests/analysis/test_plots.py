@@ -54,7 +54,7 @@ def test_learning_curves_name_every_configuration_seed_and_zero_shot(tmp_path, f
         "c1",
         "seed 1",
         "seed 2",
-        "zero-shot (mean of 2 seeds)",
+        "Zero-shot (mean of 2 seeds)",
         "pruned by ASHA",
     ]
     curves = [

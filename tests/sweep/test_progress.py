@@ -12,11 +12,13 @@ from jola_ray.sweep.progress import SweepProgress, estimate_eta, format_duration
 
 
 def trial(tid, task="t1", seed=1, method="jola", config="c1", status="PENDING", **axes):
+    """A stand-in Ray trial; its config is laid out as Ray gives it: the grid's trial dict under
+    the ``trial`` key (``tune.grid_search``), settings by their dotted names."""
     cfg = {"task": task, "seed": seed, "model": "m", "method": method, **axes}
-    cfg["hp"] = {"config_name": config}
+    cfg["hp"] = {"config_name": config, f"{method}.temperature": 0.5}
     cfg["fixed"] = {"epochs": 3}
     return SimpleNamespace(
-        trial_id=tid, config=cfg, status=status, last_result={}, path=f"/exp/{tid}"
+        trial_id=tid, config={"trial": cfg}, status=status, last_result={}, path=f"/exp/{tid}"
     )
 
 

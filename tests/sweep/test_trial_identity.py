@@ -11,7 +11,7 @@ import pytest
 
 from jola_ray.errors import ConfigError
 from jola_ray.sweep.runner import trial_name
-from jola_ray.sweep.space import parse_space
+from jola_ray.sweep.space import TRIAL_KEY, parse_space
 from jola_ray.sweep.trackers import parse_trackers, tracker_callbacks
 from jola_ray.sweep.trainable import GAUGE_TAGS, TrialGauges, gauge_tags, trial_repr
 
@@ -24,11 +24,12 @@ def space_trials(**over):
         "models": ["m"],
         "methods": ["jola"],
         "axes": {"train_size": [100, 1000]},
-        "configs": [{"name": "c1", "lr": 0.2}],
+        "configs": [{"name": "c1", "lr": 0.2, "jola.temperature": 0.5}],
         "resources": {"cpu": 1, "gpu": 0},
     }
     raw.update(over)
-    return parse_space(raw, "inline", check_registry=False).trials()
+    # As Ray hands each trial its config: the grid's trial dict under the ``trial`` key.
+    return [{TRIAL_KEY: t} for t in parse_space(raw, "inline", check_registry=False).trials()]
 
 
 def test_trial_name_and_repr_show_the_grid_point_and_configuration():
@@ -39,7 +40,15 @@ def test_trial_name_and_repr_show_the_grid_point_and_configuration():
         "demo_a-s7-jola-c1-train_size=1000-ab_00001",
     ]
     text = trial_repr(names[0], small)
-    for part in ("demo_a-s7-jola-c1", "seed=7", "jola", "c1", "train_size=100", "lr=0.2"):
+    for part in (
+        "demo_a-s7-jola-c1",
+        "seed=7",
+        "jola",
+        "c1",
+        "train_size=100",
+        "lr=0.2",
+        "jola.temperature=0.5",
+    ):
         assert part in text
 
 

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from jola_ray.train.schedules import LRSchedule, gate_weight
+from jola_ray.methods.jola import gate_weight
+from jola_ray.train.schedules import LRSchedule
 
 
 def test_exponential_after_one_warmup_epoch():
