@@ -154,7 +154,9 @@ class LoReFTEdit(HookedEdit):
     def _hook(self, model: nn.Module) -> list:
         handles = [self.positions.hook(model)]
         for site in self._sites:
-            handles.append(site.module.register_forward_hook(partial(self._forward_hook, site.layer)))
+            handles.append(
+                site.module.register_forward_hook(partial(self._forward_hook, site.layer))
+            )
         return handles
 
     def _forward_hook(self, layer: int, module, args, output):
