@@ -5,10 +5,14 @@ library stanfordnlp/pyreft): on a decoder layer's output (the residual stream, p
     h' = h + R^T (W h + b - R h)
 
 with ``R`` (rank x hidden) of orthonormal rows, ``W`` (rank x hidden) and ``b`` (rank) learned.
-As in pyreft, ``R^T`` is stored as a (hidden x rank) matrix with orthonormal columns under
-``torch.nn.utils.parametrizations.orthogonal``, initialised by ``torch.nn.init.orthogonal_``,
-and ``W h + b`` is an ``nn.Linear(hidden, rank)`` with PyTorch's default init (both drawn from
-the edit's generator here, for a seeded init).
+``R^T`` (hidden x rank) is the Q factor of a free (hidden x rank) parameter, with the signs that
+make R's diagonal positive, initialised by ``torch.nn.init.orthogonal_`` (so ``R^T`` starts as
+that matrix); ``W h + b`` is an ``nn.Linear(hidden, rank)`` with PyTorch's default init (both
+drawn from the edit's generator, for a seeded init). pyreft puts the same matrix under
+``torch.nn.utils.parametrizations.orthogonal`` (Householder map for a non-square matrix); that
+map reads the signs of its columns from the integer part of the parameter's diagonal, which any
+AdamW weight decay moves below 1 in the first step, zeroing R (measured). The QR form has the
+same parameter count and keeps R orthonormal whatever the optimizer does to the free matrix.
 
 Positions: the first ``first`` and last ``last`` tokens of each prompt (``f7+l7``). With shared
 weights one intervention per layer edits the union of the two sets (a position in both is edited
@@ -35,17 +39,28 @@ from jola_ray.editing.hooked import HookedEdit, output_tensor, replace_output
 from jola_ray.editing.sites import LayerSite, find_residual_sites, model_type_of
 
 
+class OrthonormalColumns(nn.Module):
+    """``weight``: a (rows x cols) matrix with orthonormal columns, the sign-fixed Q factor of
+    the free parameter ``raw`` (rows >= cols)."""
+
+    def __init__(self, rows: int, cols: int, generator: torch.Generator | None):
+        super().__init__()
+        self.raw = nn.Parameter(torch.empty(rows, cols))
+        nn.init.orthogonal_(self.raw, generator=generator)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        q, r = torch.linalg.qr(self.raw)  # q: (rows, cols), r: (cols, cols)
+        signs = torch.where(r.diagonal() < 0, -1.0, 1.0).to(q.dtype)  # unique Q: diag(r) > 0
+        return q * signs
+
+
 class LowRankIntervention(nn.Module):
     """``h + R^T (W h + b - R h)`` on (..., hidden) in fp32 (``rotate.weight`` is ``R^T``)."""
 
     def __init__(self, hidden: int, rank: int, dropout: float, generator: torch.Generator | None):
         super().__init__()
-        from torch.nn.utils.parametrizations import orthogonal
-
-        rotate = nn.Module()
-        rotate.weight = nn.Parameter(torch.empty(hidden, rank))  # R^T: (hidden, rank)
-        nn.init.orthogonal_(rotate.weight, generator=generator)
-        self.rotate = orthogonal(rotate)  # keeps the columns orthonormal while training
+        self.rotate = OrthonormalColumns(hidden, rank, generator)  # R^T: (hidden, rank)
         self.source = nn.Linear(hidden, rank)  # W h + b: (hidden) -> (rank)
         # nn.Linear's default init (kaiming-uniform weight, uniform bias), from the generator.
         nn.init.kaiming_uniform_(self.source.weight, a=math.sqrt(5), generator=generator)
