@@ -226,7 +226,12 @@ def find_linear_sites(
     chosen = _check_layers(model, layers, len(layer_list))
     sites = []
     for index in chosen:
-        linears = [(n, m) for n, m in layer_list[index].named_modules() if n and _is_linear(m)]
+        linears = []
+        for n, m in layer_list[index].named_modules():
+            # the outermost linear module only: an adapter wrapper (peft) holds the original
+            # layer as a linear submodule of its own
+            if n and _is_linear(m) and not any(n.startswith(f"{o}.") for o, _ in linears):
+                linears.append((n, m))
         if targets is not None:
             have = {n.rsplit(".", 1)[-1] for n, _ in linears}
             missing = [t for t in targets if t not in have]

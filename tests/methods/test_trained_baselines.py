@@ -57,7 +57,7 @@ def test_identity_at_init(name, arch):
 @pytest.mark.parametrize("name", TRAINED)
 def test_only_method_parameters_train(name):
     model, _ = build_tiny("qwen2")  # q/k/v have biases of their own: they must not move
-    base = {n: p.detach().clone() for n, p in model.named_parameters()}
+    base = {id(p): (n, p.detach().clone()) for n, p in model.named_parameters()}
     _, _, handle = _attach(model, name)
     own = {id(p) for p in handle.parameters()}
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -71,10 +71,12 @@ def test_only_method_parameters_train(name):
     model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
     opt.step()
     assert all(not torch.equal(a, b) for a, b in zip(before, handle.parameters(), strict=True))
-    for n, p in model.named_parameters():
+    for p in model.parameters():  # by identity: peft renames the layers it wraps
         if id(p) not in own:
-            assert torch.equal(p, base[n]), n
+            n, value = base[id(p)]
+            assert torch.equal(p, value), n
             assert p.grad is None, n
+    assert len(base) == sum(1 for p in model.parameters() if id(p) not in own)
 
 
 @pytest.mark.parametrize("name", TRAINED)
