@@ -25,10 +25,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 # name -> (tasks, seeds, models, trained methods, extra-axis product, configs, zero-shot?)
 SHIPPED_GRIDS = {
-    "commonsense": (8, 3, 2, 3, 1, 5, True),
-    "mmlu_pro": (14, 3, 2, 3, 1, 5, True),
-    "gem": (4, 3, 2, 3, 1, 5, True),
-    "lofit": (4, 3, 2, 3, 1, 5, True),
+    # the paper spaces: JoLA, LoFiT, LoRA, BitFit, RED, RepE, ReFT (+ ITI for LoFiT's tasks)
+    "commonsense": (8, 3, 2, 7, 1, 5, True),
+    "mmlu_pro": (14, 3, 2, 7, 1, 5, True),
+    "gem": (4, 3, 2, 7, 1, 5, True),
+    "lofit": (4, 3, 2, 8, 1, 5, True),
     "data_size": (3, 3, 1, 1, 5, 5, True),
     "model_size": (8, 3, 4, 1, 1, 5, True),
 }
@@ -230,7 +231,7 @@ def test_fingerprint_is_stable_and_changes_with_the_grid():
 def test_dry_run_prints_grid_and_exits_2_on_errors(tmp_path, capsys):
     assert main(["sweep", "commonsense", "--dry-run", "--storage-path", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "grid size: 768 trials" in out  # 8 x 3 x 2 x (3 methods x 5 configs + zero-shot)
+    assert "grid size: 1728 trials" in out  # 8 x 3 x 2 x (7 methods x 5 configs + zero-shot)
     assert "tasks   (8): arc_c" in out
     assert f"experiment directory: {tmp_path}/commonsense" in out
     bad = tmp_path / "bad.yaml"
