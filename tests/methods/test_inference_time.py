@@ -214,7 +214,8 @@ def test_save_load_round_trip(name, tmp_path):
     buffers = {k: v.clone() for k, v in edit.state_dict().items()}
     path = edit.save(tmp_path / "e.safetensors")
     edit.remove()
-    loaded = registry.get(name).load(model, path)
+    loaded = registry.load_saved(model, path)  # as `jola-ray evaluate --edit` does
+    assert loaded.method == name
     assert all(torch.equal(buffers[k], v) for k, v in loaded.state_dict().items())
     with torch.no_grad():
         assert torch.equal(model(**enc).logits, edited)

@@ -108,7 +108,8 @@ def test_save_load_round_trip(name, tmp_path):
     tensors = [p.detach().clone() for p in handle.parameters()]
     path = handle.save(tmp_path / "edit.safetensors")
     handle.remove()
-    loaded = method.load(model, path)
+    loaded = registry.load_saved(model, path)  # as `jola-ray evaluate --edit` does
+    assert loaded.method == name
     assert all(torch.equal(a, b) for a, b in zip(tensors, loaded.parameters(), strict=True))
     assert torch.equal(_logits(model), edited)
     loaded.remove()
