@@ -84,3 +84,40 @@ def test_inference_time_baseline_builds_once_and_saves(tiny_cfg, recorder, metho
     else:
         assert metrics["repe_pairs"] == 8 and metrics["repe_pairs_skipped"] == 0
     assert _test_accuracy_with_saved_edit(cfg, metrics) == metrics["test_accuracy"]
+
+
+def _preference_splits():
+    """A TruthfulQA-like preference set (as tests/train/test_methods.py builds it)."""
+    from jola_ray.data import Example, Splits
+
+    facts = [("sky", "blue", "green"), ("grass", "green", "red"), ("snow", "white", "black"),
+             ("coal", "black", "white"), ("sun", "yellow", "blue"), ("blood", "red", "blue")]  # fmt: skip
+    rows = [
+        Example(id=f"q{i}", prompt=f"Q: What colour is {t}?\nA:", answer=f" {g}", chosen=f" {g}",
+                rejected=f" {b}", choices=(f" {g}", f" {b}"), correct=(0,))
+        for i, (t, g, b) in enumerate(facts)
+    ]  # fmt: skip
+    return Splits(train=rows[:4], dev=rows[4:], test=rows[4:])
+
+
+@pytest.mark.parametrize(
+    "method,fields",
+    [("bitfit", {}), ("red", {}), ("loreft", {"loreft.rank": 2}), ("iti", {"iti.top_k": 2}),
+     ("repe", {})],
+)  # fmt: skip
+def test_baselines_on_a_preference_task(tiny_cfg, recorder, method, fields):
+    """LoFiT's TruthfulQA trains with DPO (the reference forward under ``disabled()``) and is
+    scored by MC1/MC2; ITI probes every choice, RepE contrasts chosen with rejected."""
+    import dataclasses
+
+    from jola_ray.data import get_task
+
+    task = dataclasses.replace(get_task("truthfulqa"), name="tiny_tqa")
+    cfg = tiny_cfg(method, method=method, patience=0, dpo_beta=0.5, **fields)
+    rec = recorder()
+    metrics = run(cfg, report=rec, task=task, splits=_preference_splits())
+    assert {"dev_mc1", "dev_mc2", "test_mc1", "test_mc2"} <= set(metrics)
+    if method in ("iti", "repe"):
+        assert len(rec.calls) == 1
+    else:  # the policy starts at the reference (identity or near it) and DPO moves it
+        assert len(rec.calls) == 3 and rec.calls[0][0]["dev_loss"] != rec.calls[1][0]["dev_loss"]
