@@ -59,10 +59,21 @@ class BitFitHandle:
         sites = _sites(model, cfg)
         self._grad_flags = {n: p.requires_grad for n, p in model.named_parameters()}
         model.requires_grad_(False)
-        with _quiet_no_bias_warning():
-            self._tuner = BeftModel(
-                model, BeftConfig(target_modules=[s.path for s in sites]), ADAPTER
-            )
+        try:
+            with _quiet_no_bias_warning():
+                self._tuner = BeftModel(
+                    model, BeftConfig(target_modules=[s.path for s in sites]), ADAPTER
+                )
+        except (ValueError, TypeError) as err:  # peft: a layer type it cannot wrap (4-bit...)
+            from jola_ray.editing.sites import model_type_of
+            from jola_ray.errors import UnsupportedModelError
+
+            for name, p in model.named_parameters():
+                p.requires_grad_(self._grad_flags.get(name, p.requires_grad))
+            raise UnsupportedModelError(
+                f"bitfit: cannot add biases to {model_type_of(model)!r} model layers "
+                f"{[s.name for s in sites[:3]]}...: {err}"
+            ) from None
         if "peft_config" in vars(model):  # peft copies its config onto the model
             del model.peft_config
         self._names = [n for n, p in model.named_parameters() if p.requires_grad]
