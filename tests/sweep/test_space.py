@@ -255,8 +255,11 @@ def test_demo_space_is_small_and_on_demo_tasks():
     space = load_space("demo")
     assert all(t.startswith("demo_") for t in space.tasks)
     assert len(space.tasks) >= 2 and len(space.seeds) == 2
-    assert set(space.methods) == {"jola", "lora", "zero_shot"} and len(space.configs["jola"]) == 5
+    assert set(space.methods) == {"jola", "lora", "bitfit", "red", "loreft", "zero_shot"}
+    assert len(space.configs["jola"]) == 5
     assert len(space.configs["lora"]) == 2  # the demo's LoRA row
+    # the trained baselines that learn a demo task at all, one configuration each
+    assert all(len(space.configs[m]) == 1 for m in ("bitfit", "red", "loreft"))
     assert space.models == ("tiny-demo",)
     assert json.loads(json.dumps(space.trials()))  # plain data, JSON-able
 
