@@ -167,7 +167,8 @@ class ITIEdit(HookedEdit):
         )
 
     def summary(self) -> dict[str, Any]:
-        return {"num_selected_heads": int(self.selected.sum())}
+        pairs = self.selected.nonzero().tolist()  # (layer, head) of each kept head, in order
+        return {"num_selected_heads": len(pairs), "selected_heads": [[la, h] for la, h in pairs]}
 
 
 def build_iti(model: nn.Module, tokenizer, config: Any, texts, seed: int) -> ITIEdit:

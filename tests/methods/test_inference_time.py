@@ -152,7 +152,9 @@ def test_iti_shift_equals_mass_mean_of_head_activations():
     )  # (texts, layers, heads, d)  # fmt: skip
     y = torch.tensor([t for _, _, t in texts])
     edit = _build("iti", model, tok, examples, top_k=3, alpha=7.0)
-    assert int(edit.selected.sum()) == 3 and edit.summary() == {"num_selected_heads": 3}
+    assert int(edit.selected.sum()) == 3 and edit.summary()["num_selected_heads"] == 3
+    pairs = edit.summary()["selected_heads"]
+    assert [la * 4 + h for la, h in pairs] == edit.selected.flatten().nonzero().flatten().tolist()
     # the kept heads are the best by (validation) probe accuracy, ties to the lower index
     acc = edit.accuracy.flatten()
     top = sorted(range(len(acc)), key=lambda i: (-float(acc[i]), i))[:3]
