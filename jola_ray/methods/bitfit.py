@@ -77,6 +77,10 @@ class BitFitHandle:
         if "peft_config" in vars(model):  # peft copies its config onto the model
             del model.peft_config
         self._names = [n for n, p in model.named_parameters() if p.requires_grad]
+        # fp32 biases whatever the model's dtype, as every edit here (peft keeps the layer's
+        # dtype; its forward adds the bias and casts the sum back to the layer's output dtype)
+        for p in self.named_tensors().values():
+            p.data = p.data.float()
 
     def named_tensors(self) -> dict[str, Any]:
         params = dict(self._model.named_parameters())

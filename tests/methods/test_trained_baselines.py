@@ -195,3 +195,17 @@ def test_count_real_configs_on_meta(model_name, name):
         ("loreft", "Llama-3.1-8B"): 2_097_408, ("loreft", "Qwen2.5-7B"): 1_605_856,
     }  # fmt: skip
     assert expected == known[(name, model_name)]
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_bf16_model_keeps_its_dtype_and_fp32_edit(name):
+    """Edit tensors are fp32 whatever the model's dtype; the hooks hand back the model's dtype
+    (BitFit and RED still exact at init)."""
+    model, _ = build_tiny("llama", dtype=torch.bfloat16)
+    ref = _logits(model)
+    _, _, handle = _attach(model, name)
+    out = _logits(model)
+    assert out.dtype == torch.bfloat16
+    if name != "loreft":
+        assert torch.equal(out, ref)
+    assert all(p.dtype == torch.float32 for p in handle.parameters())
