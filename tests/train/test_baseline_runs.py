@@ -51,7 +51,7 @@ def test_trained_baseline_runs_reports_and_saves_its_edit(tiny_cfg, recorder, me
     assert _test_accuracy_with_saved_edit(cfg, metrics) == metrics["test_accuracy"]
 
 
-@pytest.mark.parametrize("method", ["bitfit", "loreft"])
+@pytest.mark.parametrize("method", ["bitfit", "red", "loreft"])
 def test_trained_baseline_resumes_bit_identically(tiny_cfg, recorder, method):
     opts = {"method": method, "patience": 0, "epochs": 3, "select_metric": "dev_loss"}
     full = recorder()
