@@ -74,7 +74,7 @@ def _json_list(path: Path, text: str) -> Iterator[tuple[int, object]]:
         try:
             item, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as err:
-            cut = " (the file ends there: a truncated download?)" if err.pos >= end else ""
+            cut = "" if text[end - 1] == "]" else " (the list never closes: a truncated download?)"
             raise DataError(
                 f"{path}: not valid JSON at row {number + 1} (line {_line_of(text, err.pos)}): "
                 f"{err.msg}{cut}; {number} complete row(s) before it"
@@ -118,7 +118,7 @@ def read_records(path: Path) -> Iterator[tuple[int, dict]]:
             record = json.loads(line)
         except json.JSONDecodeError as err:
             _not_json_lines(path, text, number, len(lines), err)
-        if number == 1 and _wraps_rows(record):
+        if number == 1 and len(text.strip().splitlines()) == 1 and _wraps_rows(record):
             keys = ", ".join(list(record)[:6])
             raise DataError(
                 f"{path}: a JSON object (keys: {keys}) holding a list of rows, expected the "
@@ -128,7 +128,8 @@ def read_records(path: Path) -> Iterator[tuple[int, dict]]:
 
 
 def _wraps_rows(record: object) -> bool:
-    """A one-line JSON object whose value is a list of objects: rows wrapped in an object."""
+    """A file's only line is a JSON object with a list of objects in it: rows wrapped in an
+    object (``{"data": [{...}, ...]}``), not a one-row JSON-lines file."""
     return isinstance(record, dict) and any(
         isinstance(v, list) and len(v) > 1 and all(isinstance(x, dict) for x in v)
         for v in record.values()

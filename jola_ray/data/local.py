@@ -223,9 +223,7 @@ def _truthfulqa_csv(path: Path, split: str) -> list[Example]:
 
 def _lofit_pools(task: Task, data_dir: Path, name: str, suffix: str, convert) -> Pools:
     expected = f"train{suffix}, val{suffix} and test{suffix} (LoFiT's {name} split)"
-    root = _locate(
-        data_dir, [name, f"lofit/{name}", f"dataset/{name}"], f"test{suffix}", expected
-    )
+    root = _locate(data_dir, [name, f"lofit/{name}", f"dataset/{name}"], f"test{suffix}", expected)
     pools = {}
     for split in ("train", "val", "test"):
         path = _child(root, f"{split}{suffix}")

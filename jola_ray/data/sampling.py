@@ -90,7 +90,8 @@ def sample_splits(
     rng = random.Random(seed)
     train_pool = _shuffled(_sorted_unique(pools.train, f"{pools.origin}, train"), rng)
     asked = {"train": train_size, "dev": dev_size, "test": test_size}
-    if not train_pool:
+    if not train_pool:  # a test-only source: train (and dev without a validation split) empty
+        asked = {"test": test_size, **({"dev": dev_size} if pools.dev else {})}
         train, dev = [], []
         if pools.dev:
             dev_pool = _shuffled(_sorted_unique(pools.dev, f"{pools.origin}, dev"), rng)
