@@ -50,13 +50,17 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    task: str = _leaf("demo_vowel", "task name from the registry (jola-ray data list)")
+    task: str = _leaf("demo_vowel", "task name from the registry (jola-ray tasks)")
     data_dir: str | None = _leaf(None, "local data directory (None: the task's default source)")
     seed: int = _leaf(42, "seed of sampling, edit initialisation and training")
     train_size: int | None = _leaf(200, "training examples (None: all)")
     dev_size: int | None = _leaf(200, "dev examples (None: all)")
     test_size: int | None = _leaf(None, "test examples (None: all)")
-    max_length: int = _leaf(400, "truncate prompt+answer to this many tokens (as the reference)")
+    max_length: int | None = _leaf(
+        None,
+        "tokens of prompt+answer per training example (None: the longest sampled example, so "
+        "none is cut; shorter: long prompts cut from the left, counted in the metrics)",
+    )
     append_eos: bool = _leaf(
         False,
         "end each training answer with EOS (the reference trains without: outputs are cut at "

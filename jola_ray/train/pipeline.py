@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 from collections.abc import Callable
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 Report = Callable[[dict, str], None]
 FINAL_DIR = "final"
+FAILED_FILE = "FAILED"  # written into the output dir when bad data stops a started run
 FINAL_FILES = ("metrics.json", "predictions.jsonl", "gates.csv", "edit.safetensors")
 _PARTS = {"both": "both", "additive": "add", "multiplicative": "mul"}
 
@@ -55,6 +57,7 @@ class _Run:
     report: Report | None
     cost: CostMeter
     datasets: dict = field(default_factory=dict)  # kind -> (train, dev), built once per run
+    fit: dict = field(default_factory=dict)  # what fitting examples to max_length did (metrics)
 
 
 def run(
@@ -81,8 +84,6 @@ def run(
     """
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.to_yaml(out / "config.yaml")
     resumed = None
     if resume_from is not None:
         if not RunState.exists(resume_from):
@@ -109,6 +110,8 @@ def run(
             train_size=cfg.train_size,
             dev_size=cfg.dev_size,
             test_size=cfg.test_size,
+            # zero-shot reads dev (when there is one) and test: a test-only folder will do
+            need={"test"} if cfg.method == "zero_shot" else {"train", "dev", "test"},
         )
     from datasets.utils.logging import disable_progress_bar
 
@@ -118,6 +121,10 @@ def run(
 
     model, tok, device = load_model_and_tokenizer(cfg)
     ctx = _Run(cfg, task, splits, model, tok, device, out, report, CostMeter(device))
+    if splits.train or splits.dev:
+        _datasets(ctx, task.training)  # bad data fails here, before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    _write_config(ctx, out / "config.yaml")
     try:
         if cfg.method == "zero_shot":
             return _zero_shot(ctx)
@@ -128,31 +135,40 @@ def run(
         raise TrainingError(
             f"CUDA out of memory: model {cfg.model} ({cfg.dtype}, quantization {cfg.quantization}), "
             f"batch_size {cfg.batch_size}, eval_batch_size {cfg.eval_batch_size}, max_length "
-            f"{cfg.max_length}. Lower batch_size (raise grad_accum_steps to keep the effective "
+            f"{ctx.fit.get('max_length_used', cfg.max_length)}. Lower batch_size (raise grad_accum_steps to keep the effective "
             "batch), eval_batch_size or max_length, use dtype bf16 or quantization nf4, or give "
             f"the trial more GPU memory (gpu_memory_fraction is {cfg.gpu_memory_fraction})."
         ) from err
+    except DataError as err:  # bad data found late (e.g. while scoring): say so in the folder
+        (out / FAILED_FILE).write_text(f"run failed on bad data: {err}\n")
+        raise
 
 
 # --- methods ------------------------------------------------------------------------------
 
 
 def _zero_shot(ctx: _Run) -> dict:
-    dev = _evaluate(ctx, ctx.splits.dev, "dev")
+    if ctx.splits.dev:
+        dev = _evaluate(ctx, ctx.splits.dev, "dev").metrics_prefixed
+        dev_loss = _zero_shot_dev_loss(ctx)
+    else:  # a test-only source: no dev split to score
+        log.warning("task %s: no dev examples (test-only data): dev_score is NaN", ctx.task.name)
+        dev, dev_loss = {"dev_score": math.nan}, {}
     test = _evaluate(ctx, ctx.splits.test, "test")
     metrics = {
         "epoch": 0,
         "step": 0,
-        **_zero_shot_dev_loss(ctx),
-        **dev.metrics_prefixed,
+        **dev_loss,
+        **dev,
         "open_gate_fraction": 0.0,
         **test.metrics_prefixed,
         "best_epoch": 0,
-        "best_dev_score": dev.metrics_prefixed["dev_score"],
+        "best_dev_score": dev["dev_score"],
         "num_selected_heads": 0,
         "selected_heads": [],
         "trainable_params": 0,
         **ctx.cost.summary(steps=0, tokens=0, wall_s=0.0),
+        **_data_record(ctx),
         "run_status": "finished",
     }
     final = ctx.out / FINAL_DIR
@@ -322,7 +338,7 @@ def _train_stage(
         state,
         dev_eval=lambda: _evaluate(ctx, ctx.splits.dev, "dev").metrics_prefixed,
         edit=edit,
-        schedule=None,  # set below, once the trainer has dropped over-long examples
+        schedule=None,  # set below, once the trainer has its dataset
         select_metric=cfg.select_metric,
         patience=cfg.patience,
         report=report,
@@ -348,9 +364,7 @@ def _train_stage(
         for p in edit.parameters():
             p.data = p.data.float()
     if len(trainer.train_dataset) == 0:
-        raise DataError(
-            f"task {ctx.task.name}: no training example fits max_length {cfg.max_length}"
-        )
+        raise DataError(f"task {ctx.task.name}: no training examples (the train split is empty)")
     spe = steps_per_epoch(len(trainer.train_dataset), cfg.batch_size, cfg.grad_accum_steps)
     total = spe * cfg.epochs
     schedule = LRSchedule(
@@ -404,7 +418,8 @@ def _trainer_args(ctx: _Run, stage_dir: Path, lr: float, kind: str):
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
-        max_length=cfg.max_length,
+        # SFT rows are fitted already (_datasets): TRL must not cut or drop any
+        max_length=ctx.fit.get("max_length_used") if kind == "dpo" else None,
     )
     if kind == "dpo":
         from trl import DPOConfig
@@ -418,17 +433,91 @@ def _trainer_args(ctx: _Run, stage_dir: Path, lr: float, kind: str):
 
 
 def _datasets(ctx: _Run, kind: str):
-    """(train, dev) TRL datasets of ``kind``; LoFiT's two stages share one build."""
-    if kind not in ctx.datasets:
-        from jola_ray.train.trl_data import dpo_dataset, sft_dataset
+    """(train, dev) TRL datasets of ``kind``; LoFiT's two stages share one build.
 
+    Nothing is dropped: ``max_length`` None is the longest sampled train/dev example (the
+    model's tokenizer), and with a ``max_length`` a longer SFT example has its prompt cut from
+    the left (``trl_data``); ``ctx.fit`` records the limit and the counts for the metrics.
+    """
+    if kind not in ctx.datasets:
+        from jola_ray.train import trl_data
+
+        train, dev = ctx.splits.train, ctx.splits.dev
+        tok, limit = ctx.tokenizer, ctx.cfg.max_length
         if kind == "dpo":
-            pair = dpo_dataset(ctx.splits.train, "train"), dpo_dataset(ctx.splits.dev, "dev")
+            pair = trl_data.dpo_dataset(train, "train"), trl_data.dpo_dataset(dev, "dev")
+            lengths = {
+                s: trl_data.dpo_lengths(xs, tok) for s, xs in (("train", train), ("dev", dev))
+            }
+            longest = max([*lengths["train"], *lengths["dev"], 1])
+            used = limit or longest
+            cut = {s: sum(n > used for n in ls) for s, ls in lengths.items()}
         else:
-            tok, eos = ctx.tokenizer, ctx.cfg.append_eos
-            pair = sft_dataset(ctx.splits.train, tok, eos), sft_dataset(ctx.splits.dev, tok, eos)
+            eos = ctx.cfg.append_eos
+            longest = max([*trl_data.sft_lengths([*train, *dev], tok, eos), 1])
+            used = limit or longest
+            (train_ds, train_fit), (dev_ds, dev_fit) = (
+                trl_data.sft_rows(xs, tok, eos, used, split)
+                for split, xs in (("train", train), ("dev", dev))
+            )
+            pair = train_ds, dev_ds
+            cut = {"train": len(train_fit.truncated), "dev": len(dev_fit.truncated)}
+        ctx.fit = {
+            "max_length_used": used,
+            "longest_example_tokens": longest,
+            "train_truncated": cut["train"],
+            "dev_truncated": cut["dev"],
+            "train_dropped": 0,
+        }
+        if cut["train"] or cut["dev"]:
+            how = (
+                "the end of the answer cut (TRL DPO)"
+                if kind == "dpo"
+                else "prompt cut from the left"
+            )
+            log.warning(
+                "task %s: max_length %d < longest example (%d tokens): %d train and %d dev "
+                "examples truncated (%s); recorded as train_truncated/dev_truncated",
+                ctx.task.name,
+                used,
+                longest,
+                cut["train"],
+                cut["dev"],
+                how,
+            )
         ctx.datasets[kind] = pair
     return ctx.datasets[kind]
+
+
+def _data_record(ctx: _Run) -> dict:
+    """The sizes used and what fitting to max_length did, for metrics.json and the results."""
+    sizes = ctx.splits.sizes()
+    short = ctx.splits.short_note() if hasattr(ctx.splits, "short_note") else ""
+    return {
+        "examples_train": sizes["train"],
+        "examples_dev": sizes["dev"],
+        "examples_test": sizes["test"],
+        "short_splits": short,
+        **ctx.fit,
+    }
+
+
+def _write_config(ctx: _Run, path: Path) -> None:
+    """The resolved config, headed by comments with the sizes the run really used."""
+    record = _data_record(ctx)
+    lines = [
+        f"# examples used: train {record['examples_train']}, dev {record['examples_dev']}, "
+        f"test {record['examples_test']}"
+    ]
+    if record["short_splits"]:
+        lines.append(f"# WARNING fewer examples than asked: {record['short_splits']}")
+    if ctx.fit:
+        lines.append(
+            f"# max_length used {ctx.fit['max_length_used']} (longest example "
+            f"{ctx.fit['longest_example_tokens']} tokens); truncated: train "
+            f"{ctx.fit['train_truncated']}, dev {ctx.fit['dev_truncated']}; dropped: none"
+        )
+    path.write_text("\n".join(lines) + "\n" + ctx.cfg.to_yaml())
 
 
 @contextlib.contextmanager
@@ -505,6 +594,7 @@ def _finish(ctx: _Run, edit, state: RunState, n_params: int) -> dict:
             wall_s=state.wall_s + float(s1.get("s1_wall_s", 0.0)),
         ),
         **{k: v for k, v in s1.items() if k != "heads"},
+        **_data_record(ctx),
         "run_status": "finished",
     }
     final = ctx.out / FINAL_DIR
@@ -516,6 +606,9 @@ def _finish(ctx: _Run, edit, state: RunState, n_params: int) -> dict:
         best_epoch=state.best_epoch,
         finished=True,
         stage1=s1,
+        # the totals metrics.json reports (LoFiT's stage 1 included)
+        wall_s=float(metrics["cost_wall_s"]),
+        tokens=int(metrics["cost_tokens"]),
     )
     done.save(final)
     if ctx.report is not None:
@@ -542,7 +635,7 @@ def _write_final(
 
         (table if table is not None else edit.inspect()).to_csv(final / "gates.csv", index=False)
         save_edit(edit, final / "edit.safetensors")
-    ctx.cfg.to_yaml(final / "config.yaml")
+    _write_config(ctx, final / "config.yaml")
     for name in FINAL_FILES:
         if (final / name).is_file():
             shutil.copyfile(final / name, ctx.out / name)
