@@ -87,6 +87,12 @@ class MethodConfig:
         "gate-penalty weight schedule (reference form)",
         ("fixed", "expon", "linear", "cyclic"),
     )
+    gate_cyclic_start: float | None = _leaf(
+        None, "cyclic gate schedule's weight at step 0 (None: the formula's 0.5; reference 0.1)"
+    )
+    gate_skip_at_zero: bool = _leaf(
+        False, "no gate penalty on steps whose weight lambda_t is 0 (the reference code's guard)"
+    )
     edit_components: str = _leaf(
         "both", "which JoLA vectors are edited", ("both", "additive", "multiplicative")
     )
@@ -164,6 +170,8 @@ _REFERENCE_CODE = {
     "epochs": 20,
     "adam_epsilon": 1e-8,
     "gate_schedule": "expon",
+    "gate_cyclic_start": 0.1,
+    "gate_skip_at_zero": True,
     "penalty_form": "reference",
     "select_metric": "dev_loss",
 }
@@ -429,6 +437,9 @@ def _validate(v: dict[str, Any]) -> list[str]:
             need(v[name] >= 1, f"{name}: must be >= 1 (or None for all), got {v[name]}")
     if v.get("lofit_stage1_lr") is not None and num("lofit_stage1_lr"):
         need(v["lofit_stage1_lr"] > 0, f"lofit_stage1_lr: must be > 0, got {v['lofit_stage1_lr']}")
+    if v.get("gate_cyclic_start") is not None and num("gate_cyclic_start"):
+        r = v["gate_cyclic_start"]
+        need(0 <= r <= 1, f"gate_cyclic_start: must be in [0, 1] (or None), got {r}")
     if num("gate_lambda"):
         need(v["gate_lambda"] >= 0, f"gate_lambda: must be >= 0 or 'auto', got {v['gate_lambda']}")
     if num("gpu_memory_fraction"):

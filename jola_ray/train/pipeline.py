@@ -220,9 +220,15 @@ def _jola(ctx: _Run, resumed: RunState | None, resume_from: str | None) -> dict:
     def penalty(total_steps: int):
         if cfg.penalty_form == "paper":
             return lambda step: edit.penalty()
-        from jola_ray.train.schedules import gate_weight
+        from jola_ray.train.schedules import reference_penalty
 
-        return lambda step: edit.penalty(gate_weight(cfg.gate_schedule, step, total_steps))
+        return reference_penalty(
+            edit.penalty,
+            cfg.gate_schedule,
+            total_steps,
+            cyclic_start=cfg.gate_cyclic_start,
+            skip_at_zero=cfg.gate_skip_at_zero,
+        )
 
     state = _train_stage(
         ctx,

@@ -57,3 +57,30 @@ def test_gate_weight_schedules():
     assert gate_weight("linear", 50, 200) == pytest.approx(0.05)
     assert gate_weight("cyclic", 5, 200) == pytest.approx(1.0)
     assert gate_weight("cyclic", 15, 200) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_reference_code_guard_and_cyclic_start():
+    """The reference code skips the penalty where lambda_t is 0 and starts cyclic at 0.1; the
+    reference-code profile does both, the paper profile follows the formula."""
+    import torch
+
+    from jola_ray.train.config import profile_defaults
+    from jola_ray.train.schedules import reference_penalty
+
+    assert gate_weight("cyclic", 0, 200) == pytest.approx(0.5)
+    assert gate_weight("cyclic", 0, 200, cyclic_start=0.1) == 0.1
+    assert gate_weight("cyclic", 5, 200, cyclic_start=0.1) == pytest.approx(1.0)
+
+    def penalty(lam):  # P_add = 2, P_mul = 3: lambda * 2 + (1 - lambda) * 3
+        return torch.tensor(lam * 2.0 + (1 - lam) * 3.0)
+
+    formula = reference_penalty(penalty, "linear", 100)
+    guarded = reference_penalty(penalty, "linear", 100, skip_at_zero=True)
+    assert float(formula(0)) == 3.0 and float(guarded(0)) == 0.0
+    assert float(guarded(50)) == pytest.approx(0.1 * 2 + 0.9 * 3)
+    cyclic = reference_penalty(penalty, "cyclic", 100, cyclic_start=0.1, skip_at_zero=True)
+    assert float(cyclic(0)) == pytest.approx(0.1 * 2 + 0.9 * 3)
+    assert float(cyclic(15)) == 0.0 and float(cyclic(35)) == 0.0
+    ref, paper = profile_defaults("reference-code"), profile_defaults("paper")
+    assert (ref["gate_cyclic_start"], ref["gate_skip_at_zero"]) == (0.1, True)
+    assert (paper["gate_cyclic_start"], paper["gate_skip_at_zero"]) == (None, False)
