@@ -59,77 +59,102 @@ def register(subparsers) -> None:
 
 
 def _register_evaluate(subparsers) -> None:
+    from jola_ray.train.config import leaf_fields, profile_defaults
+
     parser = subparsers.add_parser(
         "evaluate",
         help="score a model (optionally with a saved edit) on a task split",
         description=(
             "Load the model, apply a saved edit (edit.safetensors from a run) if given, and "
             "evaluate it on one split of a task with deterministic gates. Prints the metrics; "
-            "with --output-dir also writes metrics.json and predictions.jsonl."
+            "with --output-dir also writes metrics.json and predictions.jsonl. The evaluation "
+            "settings are train's, with train's defaults; when --edit points into a run "
+            "folder, every setting not given as a flag is the run's own (its config.yaml)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--model", required=True, help="HF hub id, local path or tiny-<arch>")
-    parser.add_argument("--task", required=True, help="task name (jola-ray tasks)")
     parser.add_argument("--edit", help="an edit.safetensors written by a run (default: none)")
     parser.add_argument("--split", default="test", choices=("train", "dev", "test"))
-    parser.add_argument("--data-dir", "--data_dir", dest="data_dir", help="local task files")
-    parser.add_argument("--seed", type=int, default=42, help="sampling seed of the splits")
-    parser.add_argument("--size", type=int, help="examples of the split (default: the task's)")
-    parser.add_argument("--decoding", default="greedy", choices=("greedy", "beam", "label_scoring"))
     parser.add_argument(
-        "--eval-batch-size", "--eval_batch_size", dest="eval_batch_size", type=int, default=64
+        "--size", type=int, help="examples of the split (the split's --<split>-size)"
     )
-    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
-    parser.add_argument("--quantization", default="none", choices=("none", "nf4"))
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--output-dir", "--output_dir", dest="output_dir")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    from jola_ray.evaluation.settings import EVAL_KEYS
+
+    paper = profile_defaults("paper")
+    leaves = leaf_fields()
+    for name in EVAL_KEYS:
+        f = leaves[name][1]
+        help_text = f.metadata.get("help", "")
+        choices = f.metadata.get("choices")
+        if choices:
+            help_text += f" [{'|'.join(choices)}]"
+        if name not in ("model", "task"):
+            help_text += f" (default: the run's, else train's {paper[name]})"
+        flags = ["--" + name.replace("_", "-")] + (["--" + name] if "_" in name else [])
+        parser.add_argument(
+            *flags, dest=name, default=argparse.SUPPRESS, help=help_text.replace("%", "%%")
+        )
     parser.set_defaults(func=_handle_evaluate)
 
 
 def _handle_evaluate(args: argparse.Namespace) -> int:
     import json
+    import sys
     from pathlib import Path
 
     from jola_ray.data import get_task, load_splits
     from jola_ray.editing import load_edit
     from jola_ray.evaluation import evaluate
-    from jola_ray.train.config import RunConfig
+    from jola_ray.evaluation.settings import EVAL_KEYS, evaluation_settings
+    from jola_ray.train.config import RunConfig, profile_defaults
     from jola_ray.train.loading import load_model_and_tokenizer
 
+    flags = {k: getattr(args, k) for k in EVAL_KEYS if hasattr(args, k)}
+    if args.size is not None:
+        flags[f"{args.split}_size"] = args.size
+    settings = evaluation_settings(flags, args.edit, profile_defaults("paper"))
+    # validated (and typed) as train validates them; method zero_shot: nothing to train
     cfg = RunConfig.from_dict(
-        {
-            "model": args.model,
-            "task": args.task,
-            "data_dir": args.data_dir,
-            "seed": args.seed,
-            "dtype": args.dtype,
-            "quantization": args.quantization,
-            "device": args.device,
-            "decoding": args.decoding,
-            "eval_batch_size": args.eval_batch_size,
-            "method": "zero_shot",
-        },
-        source="command line",
+        {**settings.values, "device": args.device, "method": "zero_shot"}, source="evaluate"
     )
-    task = get_task(args.task)
-    sizes = {f"{args.split}_size": args.size} if args.size else {}
-    splits = load_splits(task, data_dir=args.data_dir, seed=args.seed, **sizes)
+    print(settings.describe(), file=sys.stderr)
+    task = get_task(cfg.task)
+    splits = load_splits(
+        task,
+        data_dir=cfg.data_dir,
+        seed=cfg.seed,
+        train_size=cfg.train_size,
+        dev_size=cfg.dev_size,
+        test_size=cfg.test_size,
+        need={"test"} if args.split == "test" else {"train", "dev", "test"},
+    )
     examples = getattr(splits, args.split)
     model, tokenizer, _ = load_model_and_tokenizer(cfg)
     if args.edit:
         load_edit(model, args.edit)
     result = evaluate(
-        model, tokenizer, task, examples, mode=args.decoding, batch_size=args.eval_batch_size
+        model,
+        tokenizer,
+        task,
+        examples,
+        mode=cfg.decoding,
+        batch_size=cfg.eval_batch_size,
+        num_beams=cfg.num_beams,
+        max_new_tokens=cfg.max_new_tokens,
     )
     metrics = {f"{args.split}_{k}": v for k, v in result.metrics.items()}
-    print(json.dumps({"task": task.name, "examples": len(examples), **metrics}))
+    short = splits.short().get(args.split)
+    record = {"task": task.name, "examples": len(examples), **metrics}
+    if short:
+        record["short_split"] = f"{args.split} {short[1]} of {short[0]} asked"
+    print(json.dumps(record))
     if args.output_dir:
         from jola_ray.train.pipeline import write_results
 
         out = Path(args.output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        write_results(out, metrics, result.predictions)
+        write_results(out, {**record, "settings": settings.values}, result.predictions)
     return 0
 
 
