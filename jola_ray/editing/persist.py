@@ -156,5 +156,5 @@ def _check_base_model(model: nn.Module, meta: dict[str, str], path: Path) -> Non
         raise EditFileError(
             f"edit file {path} was trained on another base model (model type "
             f"{meta.get('model_type')!r}): " + "; ".join(problems) + ". Load it onto the model "
-            "it was trained on (the run's config.yaml names it), or pass any_model=True"
+            "it was trained on (the run's config.yaml names it; in Python, load_edit(..., any_model=True) skips this check)"
         )
