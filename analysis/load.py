@@ -30,10 +30,13 @@ RAY_OPEN = frozenset({"PENDING", "RUNNING", "PAUSED"})
 # Top-level params.json keys that are not sweep axes.
 _NOT_AXES = ("hp", "fixed", "group", "config_name")
 KEY_COLUMNS = ("task", "seed", "model", "method")
+# The final report's dict of every resolved setting (``jola_ray.train``): setting -> value.
+RESOLVED = "resolved"
 # Result keys of the final row copied to the trials table (besides test_* metrics).
 FINAL_KEYS = (
     "num_selected_heads",
     "trainable_params",
+    "base_params",
     "cost_steps",
     "cost_tokens",
     "cost_wall_s",
@@ -53,7 +56,7 @@ EPOCH_KEYS = (
     "dev_loss",
     "dev_score",
     "open_gate_fraction",
-    "lr",
+    "train_lr",
     "run_status",
     "training_iteration",
     "time_total_s",
@@ -130,7 +133,10 @@ def read_result_rows(fs: pafs.FileSystem, trial: str) -> list[dict]:
             # A trial killed mid-write leaves a truncated last line; the earlier rows stand.
             continue
         if isinstance(row, dict):
-            rows.append({k: v for k, v in row.items() if not isinstance(v, (dict, list))})
+            kept = {k: v for k, v in row.items() if not isinstance(v, (dict, list))}
+            if isinstance(row.get(RESOLVED), dict):
+                kept[RESOLVED] = row[RESOLVED]
+            rows.append(kept)
     return rows
 
 
@@ -142,10 +148,17 @@ def _result_rows(fs: pafs.FileSystem, trial: str, names: dict) -> list[dict]:
         if text.strip():
             frame = pd.read_csv(io.StringIO(text))
             frame = frame[[c for c in frame.columns if not c.startswith("config/")]]
-            rows = [
-                {k: v for k, v in rec.items() if not (isinstance(v, float) and math.isnan(v))}
-                for rec in frame.to_dict("records")
-            ]
+            rows = []
+            for rec in frame.to_dict("records"):
+                row = {k: v for k, v in rec.items() if not (isinstance(v, float) and math.isnan(v))}
+                resolved = {
+                    k[len(RESOLVED) + 1 :]: row.pop(k)
+                    for k in list(row)
+                    if k.startswith(RESOLVED + "/")
+                }
+                if resolved:
+                    row[RESOLVED] = resolved
+                rows.append(row)
     return rows
 
 
@@ -343,6 +356,8 @@ def load_experiment(exp_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
             raise ExperimentDirError(f"{params_path} is not valid JSON: {err}") from err
         if not isinstance(params, dict):
             raise ExperimentDirError(f"{params_path} must hold a JSON object")
+        if isinstance(params.get("trial"), dict):  # Ray's grid axis wraps the trial's dict
+            params = params["trial"]
         missing = [k for k in KEY_COLUMNS if k not in params]
         if missing:
             raise ExperimentDirError(
@@ -377,6 +392,15 @@ def load_experiment(exp_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
             if key in ("epochs", "config_name", *KEY_COLUMNS):
                 continue
             record["cfg_" + key if key in record else key] = value
+        # Every resolved setting of a finished trial (defaults and profile values included),
+        # under its one name; the sweep's own values above agree with it.
+        final = next((r for r in reversed(rows) if r.get("run_status") == "finished"), {})
+        for key, value in (final.get(RESOLVED) or {}).items():
+            if key in (*KEY_COLUMNS, "config_name"):
+                continue
+            column = "cfg_" + key if key in summary or key in ("experiment", "trial_dir") else key
+            if column not in record:
+                record[column] = value
         trials.append(record)
         for entry in _epoch_table_rows(rows):
             head = {k: record[k] for k in ("experiment", "trial_dir", "trial_id", *KEY_COLUMNS)}

@@ -55,7 +55,9 @@ def select_configs(trials: pd.DataFrame, axes: list[str] | None = None) -> pd.Da
     axes = axes or analysis_axes(trials)
     cell_axes = [a for a in axes if a != "method"]
     tests = tested_metrics(trials)
-    carry = [c for c in ("trainable_params", "num_selected_heads") if c in trials.columns]
+    carry = [
+        c for c in ("trainable_params", "base_params", "num_selected_heads") if c in trials.columns
+    ]
     expected = {
         key: sorted(set(group["seed"]), key=_sort_key)
         for key, group in trials.groupby(cell_axes, sort=False, dropna=False)

@@ -22,7 +22,7 @@ from analysis.select import extra_axes, seed_stats
 from analysis.tasks import (
     BENCHMARK_TITLES,
     GEM_METRIC_ORDER,
-    is_zero_shot,
+    is_untuned,
     method_label,
     method_order,
     metric_label,
@@ -64,14 +64,20 @@ def format_cell(mean: float, std: float, n: int, expected: int, pm: str = "±") 
     return text
 
 
-def format_params(values) -> str:
-    """Trainable parameters of the selected trials: one number, or min-max when they differ."""
+def format_params(values, base=()) -> str:
+    """Trainable parameters of the selected trials: one number, or min-max when they differ;
+    with the base model's size known (``base_params``), also the percent of it."""
     vals = sorted({int(v) for v in values if v is not None and not math.isnan(float(v))})
+    bases = sorted({int(v) for v in base if v is not None and not math.isnan(float(v))})
     if not vals:
         return "–"
-    if len(vals) == 1:
-        return f"{vals[0]:,}"
-    return f"{vals[0]:,}–{vals[-1]:,}"
+    text = f"{vals[0]:,}" if len(vals) == 1 else f"{vals[0]:,}–{vals[-1]:,}"
+    if bases and bases[0] > 0:
+        share = [100.0 * v / bases[0] for v in (vals[0], vals[-1])] if len(bases) == 1 else None
+        if share is not None:
+            pct = f"{share[0]:.3g}%" if len(vals) == 1 else f"{share[0]:.3g}–{share[1]:.3g}%"
+            text += f" ({pct})"
+    return text
 
 
 def _stat_cell(selected: pd.DataFrame, tasks: list[str], col: str) -> Cell:
@@ -149,8 +155,11 @@ def build_table(selected: pd.DataFrame, benchmark: str, title: str, slug: str) -
     for method in method_order(selected["method"]):
         rows = selected[selected["method"] == method]
         chosen = rows[rows["selected"]]
-        params = format_params(chosen.get("trainable_params", pd.Series(dtype=float)))
-        if params == "–" and is_zero_shot(method):
+        params = format_params(
+            chosen.get("trainable_params", pd.Series(dtype=float)),
+            chosen.get("base_params", pd.Series(dtype=float)),
+        )
+        if params == "–" and is_untuned(method):
             params = "0"  # the untouched model trains nothing
         cells = [Cell(method_label(method)), Cell(params)]
         cells += [_stat_cell(rows, group, col) for _, group, col in cols]

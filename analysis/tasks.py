@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jola_ray.methods import catalog  # torch-free: names, display names, row order
+
 COMMONSENSE = (
     ("arc_c", "ARC-c"),
     ("arc_e", "ARC-e"),
@@ -51,7 +53,7 @@ BENCHMARK_TITLES = {
     "commonsense": "Commonsense reasoning",
     "mmlu_pro": "MMLU-Pro",
     "gem": "Natural language generation (GEM)",
-    "lofit": "LoFiT tasks",
+    "lofit": "LoFiT tasks",  # the benchmark of LoFiT's own tasks (not the method)
     "other": "Other tasks",
 }
 
@@ -110,25 +112,17 @@ def metric_label(metric: str) -> str:
     return METRIC_LABELS.get(metric, metric)
 
 
-METHOD_LABELS = {
-    "zero_shot": "Zero-shot",
-    "zeroshot": "Zero-shot",
-    "zero-shot": "Zero-shot",
-    "jola": "JoLA",
-    "lofit": "LoFiT",
-}
-
-
-def is_zero_shot(method: str) -> bool:
-    """Zero-shot (the untouched model) has no hyperparameters and is listed first."""
-    return str(method).lower().replace("-", "_") in {"zero_shot", "zeroshot", "none", "base"}
+def is_untuned(method: str) -> bool:
+    """A method without configurations (zero-shot: the untouched model) trains nothing."""
+    return not catalog.is_tuned(str(method))
 
 
 def method_label(method: str) -> str:
     """Row label of a method name (``jola`` -> ``JoLA``); unknown names stay as they are."""
-    return METHOD_LABELS.get(str(method).lower(), str(method))
+    return catalog.display_name(str(method))
 
 
 def method_order(methods) -> list:
-    """Zero-shot first, then the other methods in name order."""
-    return sorted(set(methods), key=lambda m: (not is_zero_shot(m), str(m)))
+    """The paper's row order (Zero-shot, LoRA, BitFit, RED, RepE, ReFT, LoFiT, JoLA);
+    unknown methods after them, by name."""
+    return catalog.row_order(methods)

@@ -1,7 +1,7 @@
 """A sweep itself: trials per device-hour with 1, 2 and 4 trials per device, and Ray's fixed
 overhead per trial.
 
-The sweep is the library's own ``jola_ray.sweep.run_sweep`` (its trainable, searcher, FIFO
+The sweep is the library's own ``jola_ray.sweep.run_sweep`` (its trainable, grid search, FIFO
 scheduler, checkpoints through ``tune.report``) on a small grid (``configs`` x ``seeds``), with
 the run function swapped (the sweep layer's documented injection point) for a benchmark run:
 build the shape with random weights on the trial's device, apply the JoLA edit, run

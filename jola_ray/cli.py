@@ -16,8 +16,9 @@ from jola_ray import __version__
 from jola_ray.errors import JolaRayError
 
 _COMMAND_MODULES = (
-    "jola_ray.editing.commands",
+    "jola_ray.methods.commands",
     "jola_ray.data.commands",
+    "jola_ray.evaluation.commands",
     "jola_ray.train.commands",
     "jola_ray.sweep.commands",
     "analysis.commands",
@@ -27,7 +28,7 @@ _COMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jola-ray",
-        description="JoLA and LoFiT head-edit fine-tuning sweeps on Ray Tune.",
+        description="Fine-tuning method studies (JoLA, LoFiT, LoRA, ...) on frozen LMs with Ray Tune.",
     )
     parser.add_argument("--version", action="version", version=f"jola-ray {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

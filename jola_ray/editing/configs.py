@@ -103,7 +103,8 @@ class LoFiTConfig:
         top_k: number of heads stage 1 selects, and stage 2's K when counting parameters
             without ``heads`` (None: 10% of all heads, as the reference code).
         l1_lambda: L1 weight of stage 1 (the reference scripts use 5e-4, 1e-3 or 5e-3 per task;
-            kept here so ``edit.penalty()`` is the full regulariser for both methods).
+            kept here so ``edit.penalty()`` is the full regulariser for both methods). The
+            default is the run's (``lofit.l1_lambda`` in ``jola_ray.methods.lofit``): 5e-4.
         init_std: std of the normal init of A and v.
         seed: seed of the init.
     """
@@ -111,7 +112,7 @@ class LoFiTConfig:
     stage: str = "scale"
     heads: tuple[tuple[int, int], ...] | None = None
     top_k: int | None = None
-    l1_lambda: float = 1e-3
+    l1_lambda: float = 5e-4
     init_std: float = 1e-3
     seed: int | None = None
 

@@ -22,7 +22,7 @@ from jola_ray.editing.sites import find_head_sites, geometry_of
 from jola_ray.errors import JolaRayError
 
 FORMAT = "jola_ray.head_edit/1"
-_CONFIGS = {"jola": JoLAConfig, "lofit": LoFiTConfig}
+_CONFIGS = {cls.method: cls for cls in (JoLAConfig, LoFiTConfig)}
 
 
 # Config keys that do not change what the base model computes: names and paths, dtype and
@@ -50,6 +50,12 @@ def _architecture(model: nn.Module) -> str:
     return type(model).__name__
 
 
+def base_model_metadata(model: nn.Module) -> dict[str, str]:
+    """The metadata naming the base model a saved file was trained on (any method's file):
+    the model class (``architecture``) and ``base_fingerprint``."""
+    return {"architecture": _architecture(model), "base_fingerprint": base_fingerprint(model)}
+
+
 class EditFileError(JolaRayError):
     """An edit file is unreadable, not an edit, or does not match the model it is loaded into."""
 
@@ -75,8 +81,7 @@ def save_edit(edit: HeadEdit, path: str | Path) -> Path:
     }
     model = edit._model_ref() if edit._model_ref is not None else None
     if model is not None:  # the base model it is attached to (a detached edit has none)
-        metadata["architecture"] = _architecture(model)
-        metadata["base_fingerprint"] = base_fingerprint(model)
+        metadata.update(base_model_metadata(model))
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=metadata)
     return path
@@ -127,7 +132,7 @@ def load_edit(model: nn.Module, path: str | Path, *, any_model: bool = False) ->
             f"{geometry.model_type!r} model: " + "; ".join(mismatches)
         )
     if not any_model:
-        _check_base_model(model, meta, path)
+        check_base_model(model, meta, path, "load_edit(..., any_model=True)")
     config = _CONFIGS[meta["method"]].from_dict(json.loads(meta["config"]))
     tensors = load_file(str(path))
     edit = apply_edit(model, config, generator=0)  # values are overwritten below
@@ -144,7 +149,10 @@ def load_edit(model: nn.Module, path: str | Path, *, any_model: bool = False) ->
     return edit
 
 
-def _check_base_model(model: nn.Module, meta: dict[str, str], path: Path) -> None:
+def check_base_model(model: nn.Module, meta: dict[str, str], path: Path, override: str) -> None:
+    """Refuse a saved file (``meta``: its metadata) trained on another base model than
+    ``model``; ``override`` names the Python call that skips the check. A file without the
+    fields (written before they existed) passes."""
     saved_arch, saved_print = meta.get("architecture"), meta.get("base_fingerprint")
     here_arch, here_print = _architecture(model), base_fingerprint(model)
     problems = []
@@ -156,5 +164,6 @@ def _check_base_model(model: nn.Module, meta: dict[str, str], path: Path) -> Non
         raise EditFileError(
             f"edit file {path} was trained on another base model (model type "
             f"{meta.get('model_type')!r}): " + "; ".join(problems) + ". Load it onto the model "
-            "it was trained on (the run's config.yaml names it; in Python, load_edit(..., any_model=True) skips this check)"
+            f"it was trained on (the run's config.yaml names it; in Python, {override} skips "
+            "this check)"
         )

@@ -7,8 +7,8 @@ The only package of jola_ray that imports Ray (lazily: importing this package do
     outcome = run_sweep(space)            # STORAGE/NAME/, one trial dir per grid point
     outcome.statuses, outcome.exit_code
 
-Modules: ``space`` (YAML -> validated SearchSpace -> trial dicts), ``searcher`` (serves the
-trial dicts to Tune), ``scheduler`` (ASHA per group), ``trainable`` (one trial = one run),
+Modules: ``space`` (YAML -> validated SearchSpace -> trial dicts, handed to Tune as one
+``tune.grid_search``), ``scheduler`` (ASHA per group), ``trainable`` (one trial = one run),
 ``cluster`` (local loopback Ray or an existing cluster), ``progress`` (terminal lines),
 ``runner`` (Tuner build/restore, outcome), ``commands`` (the ``jola-ray sweep`` subcommand).
 """

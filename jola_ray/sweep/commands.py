@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 
-from jola_ray.sweep import DEFAULT_MAKE_CONFIG, DEFAULT_RUN
-
 EPILOG = """\
 SPACE is a YAML file or the name of a shipped space (demo, commonsense, mmlu_pro, gem, lofit,
 data_size, model_size); without it the demo runs on a local Ray bound to 127.0.0.1.
@@ -24,7 +22,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "sweep",
         help="run a search space on Ray Tune (grouped ASHA, resume, cluster)",
-        description="Run a JoLA/LoFiT search space as Ray Tune trials, one per grid point.",
+        description="Run a search space (methods x configurations x tasks x seeds x models) as Ray Tune trials, one per grid point.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -36,17 +34,13 @@ def register(subparsers) -> None:
     p.add_argument(
         "--dry-run", action="store_true", help="validate and print the grid; start nothing"
     )
-    # Injection points for other run functions (tests use stub runs); dotted paths.
-    p.add_argument("--run-fn", default=DEFAULT_RUN, help=argparse.SUPPRESS)
-    p.add_argument("--make-config", default=DEFAULT_MAKE_CONFIG, help=argparse.SUPPRESS)
-    p.add_argument("--no-registry-check", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     from jola_ray.sweep.space import describe, load_space
 
-    space = load_space(args.space, check_registry=not args.no_registry_check)
+    space = load_space(args.space)
     if args.dry_run:
         from jola_ray.sweep.runner import experiment_location
 
@@ -62,7 +56,5 @@ def handle(args: argparse.Namespace) -> int:
         name=args.name,
         address=args.address,
         dashboard=args.dashboard,
-        run_fn=args.run_fn,
-        make_config=args.make_config,
     )
     return print_and_exit_code(outcome)

@@ -13,11 +13,12 @@ from typing import Any
 
 from ray.tune import Callback
 
-from jola_ray.sweep.space import CORE_AXES, TRIAL_KEYS
+from jola_ray.sweep.space import CORE_AXES, TRIAL_KEYS, trial_of
 
 
 def trial_label(config: dict[str, Any]) -> str:
     """``task seed=42 model method config`` (plus extra axes), for one progress line."""
+    config = trial_of(config)
     hp = config.get("hp", {}).get("config_name", "?")
     extra = " ".join(
         f"{k}={v}" for k, v in config.items() if k not in CORE_AXES and k not in TRIAL_KEYS

@@ -22,7 +22,7 @@ from typing import Any
 from analysis.load import RAY_OPEN, ray_statuses, resolve
 from jola_ray.errors import ConfigError
 from jola_ray.sweep import DEFAULT_MAKE_CONFIG, DEFAULT_RUN
-from jola_ray.sweep.space import SearchSpace, resolved_max_t
+from jola_ray.sweep.space import TRIAL_KEY, SearchSpace, resolved_max_t, trial_of
 
 MARKER = "jola_sweep.json"
 SPACE_COPY = "search_space.yaml"
@@ -90,7 +90,7 @@ def _write_text(path: str, text: str) -> None:
 
 def trial_dirname(trial) -> str:
     """Short trial directory names: task-s<seed>-<method>-<config>-<trial id>."""
-    c = trial.config
+    c = trial_of(trial.config)
     hp = c.get("hp", {}).get("config_name", "x")
     prefix = f"{c.get('task')}-s{c.get('seed')}-{c.get('method')}-{hp}"
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", prefix)[:100] + f"-{trial.trial_id}"
@@ -150,15 +150,12 @@ def _new_tuner(
 ):
     from ray import tune
 
-    from jola_ray.sweep.searcher import GridPoints
-
     trials = space.trials()
     tune_config = tune.TuneConfig(
         metric=space.metric,
         mode=space.mode,
         scheduler=scheduler if scheduler is not None else _scheduler(space),
-        search_alg=GridPoints(trials),
-        num_samples=len(trials),
+        num_samples=1,  # one pass over the grid: each trial dict once
         max_concurrent_trials=space.max_concurrent_trials,
         trial_dirname_creator=trial_dirname,
         reuse_actors=reuse_actors,
@@ -171,7 +168,13 @@ def _new_tuner(
         callbacks=[progress],
         verbose=0,
     )
-    return tune.Tuner(trainable, param_space={}, tune_config=tune_config, run_config=run_config)
+    # The expanded trial dicts as one grid axis, as Ray's own examples pass a list of configs:
+    # Ray's BasicVariantGenerator serves them and keeps its position in its own state on
+    # restore; nothing of this project is pickled into the experiment.
+    param_space = {TRIAL_KEY: tune.grid_search(trials)}
+    return tune.Tuner(
+        trainable, param_space=param_space, tune_config=tune_config, run_config=run_config
+    )
 
 
 def run_sweep(

@@ -25,6 +25,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from analysis.load import read_result_rows
+from jola_ray.sweep.space import trial_of
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class GroupedASHA(FIFOScheduler):
         return True
 
     def _sub(self, trial: Trial) -> AsyncHyperBandScheduler:
-        group = str(trial.config.get(self.group_attr, "all"))
+        group = str(trial_of(trial.config).get(self.group_attr, "all"))
         self._group_of[trial.trial_id] = group
         if group not in self._groups:
             self._groups[group] = AsyncHyperBandScheduler(

@@ -1,9 +1,12 @@
 """Search spaces: load a YAML sweep, validate it (every error at once), expand it into trials.
 
 A space names the axes (tasks, seeds, models, methods, and any extra RunConfig leaf such as
-``train_size``), the named hyperparameter configurations, the fixed settings, the metric, the
-scheduler, the resources and where results go. ``expand`` turns it into one plain dict per
-trial, in the layout ``params.json`` keeps (docs/contracts.md, sweep):
+``train_size``), the named hyperparameter configurations (one list for every trained method, or
+one list per method: ``configs: {jola: [...], lora: [...]}``), the fixed settings, the metric,
+the scheduler, the resources and where results go. Settings keep their one name: shared ones
+bare (``lr``), a method's as ``<method>.<field>`` (dotted, or nested ``lora: {r: 8}``), and a
+method's settings apply to that method's trials only. ``trials()`` turns the space into one
+plain dict per trial (handed to Ray as ``{"trial": tune.grid_search(trials)}``):
 
     {"task", "seed", "model", "method", <extra axes>, "hp": {"config_name", ...},
      "fixed": {...}, "group": "method=...|model=...|task=...|seed=..."}
@@ -23,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from jola_ray.errors import ConfigError
+from jola_ray.methods import catalog
 
-ZERO_SHOT_METHODS = frozenset({"zero_shot"})
-ZERO_SHOT_CONFIG = "zero_shot"
+# Ray's param_space is {TRIAL_KEY: tune.grid_search(trials)}: a trial's config wraps its dict.
+TRIAL_KEY = "trial"
 # The axes every space has; extra axes (any RunConfig leaf) come from the ``axes`` mapping.
 CORE_AXES = ("task", "seed", "model", "method")
 # Keys of a trial dict that are not RunConfig leaves.
@@ -39,9 +43,9 @@ TOP_KEYS = {
     "tasks": "list of task names (jola-ray tasks)",
     "seeds": "list of integer seeds",
     "models": "list of model specs (hub id, local path, tiny-<arch>)",
-    "methods": "list of methods (jola, lofit, zero_shot)",
+    "methods": "list of methods (jola-ray params --help lists them)",
     "axes": "mapping RunConfig leaf -> list of values, crossed with the others",
-    "configs": "list of named hyperparameter configurations (name + RunConfig leaves)",
+    "configs": "named configurations (name + settings): a list, or method -> list",
     "fixed": "mapping RunConfig leaf -> value, the same for every trial",
     "model_overrides": "mapping model -> {RunConfig leaf: value} added to that model's fixed",
     "metric": "metric ASHA compares (default dev_score)",
@@ -53,7 +57,16 @@ TOP_KEYS = {
     "storage_path": "directory or URI (s3://, gs://) the experiment lands under",
 }
 
-SHIPPED_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
+
+def _shipped_dir() -> Path:
+    """The shipped spaces: package data ``jola_ray/search_spaces`` (in a source checkout a link
+    to the top-level ``search_spaces/``, their source; in a wheel, copies of the files)."""
+    from importlib.resources import files
+
+    return Path(str(files("jola_ray") / "search_spaces"))
+
+
+SHIPPED_DIR = _shipped_dir()
 
 
 @dataclass(frozen=True)
@@ -78,7 +91,7 @@ class SearchSpace:
     models: tuple[str, ...]
     methods: tuple[str, ...]
     axes: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-    configs: tuple[dict[str, Any], ...] = ()
+    configs: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)  # per method
     fixed: dict[str, Any] = field(default_factory=dict)
     model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     metric: str = "dev_score"
@@ -95,7 +108,9 @@ class SearchSpace:
 
         Order: task, seed, model, method, extra axes, then configuration innermost, so the
         configurations of one group start close together (ASHA compares them at its rungs).
-        Zero-shot methods get one trial per grid point with ``hp = {"config_name": "zero_shot"}``.
+        A method without configurations (zero-shot) gets one trial per grid point with
+        ``hp = {"config_name": <the method's name>}``. A method's settings in ``fixed`` or
+        ``model_overrides`` go to that method's trials only.
         """
         extra_names = sorted(self.axes)
         fixed = dict(self.fixed)
@@ -108,15 +123,15 @@ class SearchSpace:
         ):
             for extra in itertools.product(*(self.axes[n] for n in extra_names)):
                 point = {"task": task, "seed": seed, "model": model, "method": method}
-                trial_fixed = {**fixed, **self.model_overrides.get(model, {})}
+                trial_fixed = _for_method({**fixed, **self.model_overrides.get(model, {})}, method)
                 point.update(zip(extra_names, extra, strict=True))
                 group = group_key(point, extra_names)
-                if method in ZERO_SHOT_METHODS:
-                    hps = [{"config_name": ZERO_SHOT_CONFIG}]
+                if not catalog.is_tuned(method):
+                    hps = [{"config_name": method}]
                 else:
                     hps = [
                         {"config_name": c["name"], **{k: v for k, v in c.items() if k != "name"}}
-                        for c in self.configs
+                        for c in self.configs.get(method, ())
                     ]
                 for hp in hps:
                     out.append({**point, "hp": hp, "fixed": dict(trial_fixed), "group": group})
@@ -144,8 +159,31 @@ def group_key(point: dict[str, Any], extra_names: list[str] | tuple[str, ...] = 
     return "|".join(parts)
 
 
+def _for_method(settings: dict[str, Any], method: str) -> dict[str, Any]:
+    """``settings`` without other methods' ``<method>.<field>`` entries."""
+    return {k: v for k, v in settings.items() if "." not in k or k.split(".", 1)[0] == method}
+
+
+def _dotted(d: dict[str, Any], methods: set[str]) -> dict[str, Any]:
+    """Nested method sections (``lora: {r: 8}``) as dotted names (``lora.r``)."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if key in methods and isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def trial_of(config: dict[str, Any]) -> dict[str, Any]:
+    """The trial dict inside a Ray trial config (``{"trial": {...}}``), or the dict itself."""
+    inner = config.get(TRIAL_KEY)
+    return inner if isinstance(inner, dict) else config
+
+
 def run_config_dict(trial: dict[str, Any]) -> dict[str, Any]:
     """The flat RunConfig dict of one trial: axes, fixed settings, then the configuration."""
+    trial = trial_of(trial)
     flat = {k: v for k, v in trial.items() if k not in TRIAL_KEYS}
     flat.update(trial.get("fixed", {}))
     flat.update({k: v for k, v in trial.get("hp", {}).items() if k != "config_name"})
@@ -153,7 +191,7 @@ def run_config_dict(trial: dict[str, Any]) -> dict[str, Any]:
 
 
 def shipped_spaces() -> list[str]:
-    """Names of the spaces in <repo>/search_spaces."""
+    """Names of the shipped spaces (package data, see ``SHIPPED_DIR``)."""
     return sorted(p.stem for p in SHIPPED_DIR.glob("*.yaml"))
 
 
@@ -238,10 +276,17 @@ def parse_space(
         else:
             axes[str(axis)] = tuple(values)
 
+    from jola_ray.methods import registry
+
+    known_methods = set(registry.names())
+    for m in methods:
+        if m not in known_methods:
+            bad("methods", f"unknown method {m!r}{_did_you_mean(m, known_methods)}")
     fixed = raw.get("fixed") or {}
     if not isinstance(fixed, dict):
         bad("fixed", f"must be a mapping of RunConfig field -> value, got {fixed!r}")
         fixed = {}
+    fixed = _dotted(fixed, known_methods)
     for key in fixed:
         if key in CORE_AXES or key in TRIAL_KEYS:
             bad(f"fixed.{key}", "is an axis of the sweep; list it under tasks/seeds/models/methods")
@@ -259,13 +304,15 @@ def parse_space(
         if not isinstance(settings, dict):
             bad(where, f"must be a mapping of RunConfig field -> value, got {settings!r}")
             continue
-        for key in settings:
+        for key in _dotted(settings, known_methods):
             if key in CORE_AXES or key in TRIAL_KEYS or key in axes:
                 bad(f"{where}.{key}", "is an axis of the sweep; it cannot be overridden per model")
-    overrides = {m: dict(v) for m, v in overrides.items() if isinstance(v, dict)}
+    overrides = {
+        m: _dotted(dict(v), known_methods) for m, v in overrides.items() if isinstance(v, dict)
+    }
     fixed_like = {**fixed, **{k: v for o in overrides.values() for k, v in o.items()}}
 
-    configs = _parse_configs(raw.get("configs"), methods, axes, fixed_like, bad)
+    configs = _parse_configs(raw.get("configs"), methods, axes, fixed_like, bad, known_methods)
 
     metric = raw.get("metric", "dev_score")
     if not isinstance(metric, str) or not metric:
@@ -304,7 +351,7 @@ def parse_space(
         models=tuple(models),
         methods=tuple(methods),
         axes=axes,
-        configs=tuple(configs),
+        configs=configs,
         fixed=dict(fixed),
         model_overrides=overrides,
         metric=metric,
@@ -360,42 +407,89 @@ def _axis_list(raw: dict, key: str, kind: type, bad) -> list:
     return good
 
 
-def _parse_configs(raw_configs, methods, axes, fixed, bad) -> list[dict[str, Any]]:
-    needs_configs = any(m not in ZERO_SHOT_METHODS for m in methods)
+def _did_you_mean(name: str, known) -> str:
+    from jola_ray.settings import did_you_mean
+
+    return did_you_mean(name, sorted(known))
+
+
+def _parse_configs(
+    raw_configs, methods, axes, fixed, bad, known_methods
+) -> dict[str, tuple[dict[str, Any], ...]]:
+    """Method -> its named configurations. A list is every trained method's; a mapping gives
+    each trained method its own list. Each configuration names shared settings and its own
+    method's (``<method>.<field>``) only."""
+    tuned = [m for m in methods if catalog.is_tuned(m)]
     if raw_configs is None:
-        if needs_configs:
-            bad("configs", "missing; methods other than zero_shot need named configurations")
-        return []
-    if not isinstance(raw_configs, list) or (needs_configs and not raw_configs):
-        bad("configs", f"must be a non-empty list of mappings with a name, got {raw_configs!r}")
-        return []
-    configs, names = [], []
-    for i, c in enumerate(raw_configs):
-        where = f"configs[{i}]"
-        if not isinstance(c, dict):
-            bad(where, f"must be a mapping with a name, got {c!r}")
+        if tuned:
+            bad("configs", f"missing; trained methods ({', '.join(tuned)}) need configurations")
+        return {}
+    if isinstance(raw_configs, dict):
+        per_method = raw_configs
+        for m in per_method:
+            if m not in tuned:
+                why = "takes no configurations" if m in methods else "is not in methods"
+                bad(f"configs.{m}", f"method {m!r} {why} ({', '.join(map(str, methods))})")
+        for m in tuned:
+            if m not in per_method:
+                bad("configs", f"no configurations for method {m!r} (give configs.{m})")
+        prefix = "configs.{m}"
+    elif isinstance(raw_configs, list):
+        per_method = {m: raw_configs for m in tuned}
+        prefix = "configs" if len(tuned) <= 1 else "configs (for {m})"
+    else:
+        bad(
+            "configs",
+            f"must be a list of named configurations or method -> list, got {raw_configs!r}",
+        )
+        return {}
+    out: dict[str, tuple[dict[str, Any], ...]] = {}
+    for m, items in per_method.items():
+        if m not in tuned:
             continue
-        cname = c.get("name")
-        if not isinstance(cname, str) or not cname:
-            bad(f"{where}.name", f"{cname!r}: every configuration needs a non-empty string name")
+        base = prefix.format(m=m)
+        if not isinstance(items, list) or not items:
+            bad(base, f"must be a non-empty list of mappings with a name, got {items!r}")
             continue
-        where = f"configs[{i}] ({cname})"
-        if cname == ZERO_SHOT_CONFIG:
-            bad(f"{where}.name", f"{cname!r} is reserved for zero-shot trials")
-        if cname in names:
-            bad(f"{where}.name", f"duplicate configuration name {cname!r}")
-        names.append(cname)
-        for key in c:
-            if key in CORE_AXES or key in TRIAL_KEYS or key == "config_name":
-                bad(f"{where}.{key}", "reserved; axes go at the top level")
-            elif key in axes:
-                bad(f"{where}.{key}", f"is also an axis (axes.{key}); keep one")
-            elif key in fixed:
+        configs, names = [], []
+        for i, c in enumerate(items):
+            where = f"{base}[{i}]"
+            if not isinstance(c, dict):
+                bad(where, f"must be a mapping with a name, got {c!r}")
+                continue
+            cname = c.get("name")
+            if not isinstance(cname, str) or not cname:
                 bad(
-                    f"{where}.{key}", f"is also in fixed/model_overrides ({fixed[key]!r}); keep one"
+                    f"{where}.name", f"{cname!r}: every configuration needs a non-empty string name"
                 )
-        configs.append(dict(c))
-    return configs
+                continue
+            where = f"{base}[{i}] ({cname})"
+            if cname in known_methods:
+                bad(f"{where}.name", f"{cname!r} is a method's name; choose another")
+            if cname in names:
+                bad(f"{where}.name", f"duplicate configuration name {cname!r}")
+            names.append(cname)
+            c = _dotted(c, known_methods)
+            for key in c:
+                owner = key.split(".", 1)[0] if "." in key else None
+                if key in CORE_AXES or key in TRIAL_KEYS or key == "config_name":
+                    bad(f"{where}.{key}", "reserved; axes go at the top level")
+                elif key in axes:
+                    bad(f"{where}.{key}", f"is also an axis (axes.{key}); keep one")
+                elif key in fixed:
+                    bad(
+                        f"{where}.{key}",
+                        f"is also in fixed/model_overrides ({fixed[key]!r}); keep one",
+                    )
+                elif owner is not None and owner in known_methods and owner != m:
+                    bad(
+                        f"{where}.{key}",
+                        f"is a setting of {owner}; a configuration of {m} names {m}.* and "
+                        "shared settings only (give configs per method)",
+                    )
+            configs.append(c)
+        out[m] = tuple(configs)
+    return out
 
 
 def _parse_scheduler(raw, bad) -> SchedulerSpec:
@@ -515,7 +609,7 @@ def resolved_max_t(space: SearchSpace) -> int:
     """ASHA's max_t: the space's, else the largest number of epochs of any trained trial."""
     if space.scheduler.max_t is not None:
         return space.scheduler.max_t
-    epochs = [trial_epochs(t) for t in space.trials() if t["method"] not in ZERO_SHOT_METHODS]
+    epochs = [trial_epochs(t) for t in space.trials() if catalog.is_tuned(t["method"])]
     known = [e for e in epochs if e is not None]
     return max(known) if known else 1
 
@@ -523,7 +617,7 @@ def resolved_max_t(space: SearchSpace) -> int:
 def _check_max_t(space: SearchSpace) -> list[str]:
     if space.scheduler.max_t is not None:
         return []
-    trained = [t for t in space.trials() if t["method"] not in ZERO_SHOT_METHODS]
+    trained = [t for t in space.trials() if catalog.is_tuned(t["method"])]
     if trained and all(trial_epochs(t) is None for t in trained):
         return ["scheduler.max_t: absent and no epochs in fixed/configs; give one of them"]
     max_t = resolved_max_t(space)
@@ -548,10 +642,11 @@ def describe(space: SearchSpace) -> str:
     ]
     for axis, values in sorted(space.axes.items()):
         lines.append(f"  {axis} ({len(values)}): {', '.join(map(str, values))}")
-    lines.append(f"  configs ({len(space.configs)}):")
-    for c in space.configs:
-        rest = ", ".join(f"{k}={v}" for k, v in c.items() if k != "name")
-        lines.append(f"    {c['name']}: {rest}")
+    for method, configs in space.configs.items():
+        lines.append(f"  configs of {method} ({len(configs)}):")
+        for c in configs:
+            rest = ", ".join(f"{k}={v}" for k, v in c.items() if k != "name")
+            lines.append(f"    {c['name']}: {rest}")
     if space.fixed:
         lines.append("  fixed: " + ", ".join(f"{k}={v}" for k, v in space.fixed.items()))
     for model, settings in space.model_overrides.items():

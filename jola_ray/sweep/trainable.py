@@ -24,7 +24,7 @@ from typing import Any
 from ray import tune
 
 from jola_ray.sweep import DEFAULT_MAKE_CONFIG, DEFAULT_RUN
-from jola_ray.sweep.space import run_config_dict
+from jola_ray.sweep.space import run_config_dict, trial_of
 
 # Live metrics: result key -> Gauge name (exported as ray_<name> to Prometheus).
 GAUGES = {
@@ -59,6 +59,7 @@ class TrialGauges:
     def __init__(self, config: dict[str, Any]):
         from ray.util.metrics import Gauge
 
+        config = trial_of(config)
         self.tags = {
             "task": str(config.get("task")),
             "seed": str(config.get("seed")),

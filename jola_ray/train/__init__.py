@@ -1,7 +1,7 @@
-"""One fine-tuning run of a frozen model with JoLA, LoFiT or zero-shot, trained with TRL.
+"""One fine-tuning run of a frozen model with one registered method, trained with TRL.
 
     from jola_ray.train import RunConfig, run
-    cfg = RunConfig.from_dict({"model": "tiny-llama", "task": "demo_vowel", "method": "jola"})
+    cfg = RunConfig.from_dict({"model": "tiny-llama", "task": "demo_vowel", "lr": 5e-3})
     metrics = run(cfg, report=lambda metrics, checkpoint_dir: ...)
 
 This layer knows nothing of Ray: the sweep passes ``report``. Heavy modules (torch, TRL) load

@@ -1,8 +1,11 @@
 """The run config: one dataclass tree whose leaf names are YAML keys, CLI flags and result columns.
 
-``RunConfig`` groups the leaves by concern (model, data, method, optimisation, schedule,
-evaluation, output). Every leaf name is unique across the whole tree, so a flat dict of leaf
-names (what the sweep passes, what the result tables hold) maps onto it without ambiguity.
+``RunConfig`` groups the shared leaves by concern (model, data, method, optimisation, schedule,
+evaluation, output) and holds every registered method's settings under the method's name
+(``jola.temperature``, ``lora.r``: fields of the method module's config dataclass). Every name is
+unique across the whole tree, so a flat dict of names (what the sweep passes, what the result
+tables hold) maps onto it without ambiguity. Types, bounds, choices and help are each field's
+metadata (``jola_ray.settings.setting``), checked by the one ``settings.check_fields``.
 
 Two profiles set the defaults: ``paper`` (what the JoLA paper states: lr 5e-4, one linear warm-up
 epoch then exponential decay, AdamW epsilon 1e-6) and ``reference-code`` (what the released JoLA
@@ -13,53 +16,54 @@ and its penalty form). A dict picks a profile with the ``profile`` key; its othe
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
-import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from jola_ray import settings
 from jola_ray.errors import ConfigError
+from jola_ray.methods import registry
+from jola_ray.settings import setting as _leaf
 
 PROFILES = ("paper", "reference-code")
-
-
-def _leaf(default: Any, help: str, choices: tuple | None = None, kind: str | None = None) -> Any:
-    """A config leaf: its default, a one-line meaning (CLI help, docs) and its allowed values."""
-    meta = {"help": help, "choices": choices, "kind": kind}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
 
 
 @dataclass
 class ModelConfig:
     model: str = _leaf("tiny-llama", "HF hub id, local path, or tiny-<arch> (a tiny random model)")
-    dtype: str = _leaf("fp32", "weights dtype (the paper: fp32 up to 8B)", ("fp32", "bf16", "fp16"))
+    dtype: str = _leaf(
+        "fp32", "weights dtype (the paper: fp32 up to 8B)", choices=("fp32", "bf16", "fp16")
+    )
     quantization: str = _leaf(
-        "none", "none, or nf4 (4-bit bitsandbytes, the 70B run)", ("none", "nf4")
+        "none", "none, or nf4 (4-bit bitsandbytes, the 70B run)", choices=("none", "nf4")
     )
     trust_remote_code: bool = _leaf(False, "allow the hub repo's own model code")
     attn_implementation: str = _leaf("sdpa", "eager, sdpa, flash_attention_2, ...")
-    device: str = _leaf("auto", "auto (cuda if available), cpu or cuda", ("auto", "cpu", "cuda"))
+    device: str = _leaf(
+        "auto", "auto (cuda if available), cpu or cuda", choices=("auto", "cpu", "cuda")
+    )
     gpu_memory_fraction: float = _leaf(
-        1.0, "cap this process's GPU memory (packed trials), 0 < f <= 1"
+        1.0, "cap this process's GPU memory (packed trials)", gt=0, le=1
     )
 
 
 @dataclass
 class DataConfig:
     task: str = _leaf("demo_vowel", "task name from the registry (jola-ray tasks)")
-    data_dir: str | None = _leaf(None, "local data directory (None: the task's default source)")
+    data_dir: str | None = _leaf(
+        None, "local data directory (None: the task's default source)", kind="str"
+    )
     seed: int = _leaf(42, "seed of sampling, edit initialisation and training")
-    train_size: int | None = _leaf(200, "training examples (None: all)")
-    dev_size: int | None = _leaf(200, "dev examples (None: all)")
-    test_size: int | None = _leaf(None, "test examples (None: all)")
+    train_size: int | None = _leaf(200, "training examples (None: all)", ge=1, optional=True)
+    dev_size: int | None = _leaf(200, "dev examples (None: all)", ge=1, optional=True)
+    test_size: int | None = _leaf(None, "test examples (None: all)", kind="int", ge=1)
     max_length: int | None = _leaf(
         None,
         "tokens of prompt+answer per training example (None: the longest sampled example, so "
         "none is cut; shorter: long prompts cut from the left, counted in the metrics)",
+        kind="int",
+        ge=1,
     )
     append_eos: bool = _leaf(
         False,
@@ -71,48 +75,22 @@ class DataConfig:
 @dataclass
 class MethodConfig:
     method: str = _leaf(
-        "jola", "jola, lofit (two stages) or zero_shot", ("jola", "lofit", "zero_shot")
+        registry.DEFAULT,
+        "the fine-tuning method (its settings: <method>.<field>)",
+        choices=registry.names(),
     )
-    gate_temperature: float = _leaf(0.33, "Hard-Concrete gate temperature (> 0)")
-    gate_lambda: Any = _leaf(
-        "auto", "weight of the gate penalty: a float >= 0 or 'auto'", kind="auto_float"
-    )
-    penalty_form: str = _leaf(
-        "paper",
-        "paper (expected L0) or reference (the code's per-layer normalised form)",
-        ("paper", "reference"),
-    )
-    gate_schedule: str = _leaf(
-        "fixed",
-        "gate-penalty weight schedule (reference form)",
-        ("fixed", "expon", "linear", "cyclic"),
-    )
-    gate_cyclic_start: float | None = _leaf(
-        None, "cyclic gate schedule's weight at step 0 (None: the formula's 0.5; reference 0.1)"
-    )
-    gate_skip_at_zero: bool = _leaf(
-        False, "no gate penalty on steps whose weight lambda_t is 0 (the reference code's guard)"
-    )
-    edit_components: str = _leaf(
-        "both", "which JoLA vectors are edited", ("both", "additive", "multiplicative")
-    )
-    edit_layers: list[int] | None = _leaf(None, "layers to edit (None: all)", kind="int_list")
-    per_example_gates: bool = _leaf(False, "sample gate noise per example instead of per batch")
-    lofit_top_k: int | None = _leaf(None, "LoFiT heads kept after stage 1 (None: 10% of all heads)")
-    lofit_l1_lambda: float = _leaf(5e-4, "LoFiT stage-1 L1 weight on the scaling vectors")
-    lofit_stage1_lr: float | None = _leaf(None, "LoFiT stage-1 learning rate (None: lr)")
-    dpo_beta: float = _leaf(0.5, "DPO beta for preference tasks (LoFiT's default 0.5)")
 
 
 @dataclass
 class OptimConfig:
-    lr: float = _leaf(5e-4, "peak learning rate (lr0)")
-    weight_decay: float = _leaf(0.0, "AdamW weight decay")
-    adam_epsilon: float = _leaf(1e-6, "AdamW epsilon (paper 1e-6, reference code 1e-8)")
-    max_grad_norm: float = _leaf(1.0, "gradient clipping norm (0: off)")
-    batch_size: int = _leaf(8, "training batch size")
-    grad_accum_steps: int = _leaf(1, "gradient accumulation steps")
-    epochs: int = _leaf(20, "maximum training epochs")
+    lr: float = _leaf(5e-4, "peak learning rate (lr0)", gt=0)
+    weight_decay: float = _leaf(0.0, "AdamW weight decay", ge=0)
+    adam_epsilon: float = _leaf(1e-6, "AdamW epsilon (paper 1e-6, reference code 1e-8)", gt=0)
+    max_grad_norm: float = _leaf(1.0, "gradient clipping norm (0: off)", ge=0)
+    batch_size: int = _leaf(8, "training batch size", ge=1)
+    grad_accum_steps: int = _leaf(1, "gradient accumulation steps", ge=1)
+    epochs: int = _leaf(20, "maximum training epochs", ge=1)
+    dpo_beta: float = _leaf(0.5, "DPO beta for preference tasks (LoFiT's default 0.5)", gt=0)
 
 
 @dataclass
@@ -120,35 +98,47 @@ class ScheduleConfig:
     lr_schedule: str = _leaf(
         "exponential",
         "learning-rate schedule after warm-up",
-        ("exponential", "linear", "cyclic", "adaptive", "cosine", "constant"),
+        choices=("exponential", "linear", "cyclic", "adaptive", "cosine", "constant"),
     )
-    warmup_epochs: float = _leaf(1.0, "linear warm-up length in epochs (added to warmup_steps)")
-    warmup_steps: int = _leaf(0, "linear warm-up length in optimizer steps")
-    lr_decay_lambda: float = _leaf(0.1, "exponential: lr0 * lambda^t * exp(-rate*t), t in epochs")
-    lr_decay_rate: float = _leaf(0.01, "exponential: the rate in exp(-rate*t)")
-    lr_cycle_epochs: float = _leaf(2.0, "cyclic: period of one triangle, in epochs")
-    lr_cycle_min_ratio: float = _leaf(0.1, "cyclic: lowest lr as a fraction of lr0")
-    lr_adaptive_factor: float = _leaf(0.5, "adaptive: multiply lr by this when dev loss stalls")
-    lr_adaptive_patience: int = _leaf(0, "adaptive: epochs without dev-loss gain before a cut")
+    warmup_epochs: float = _leaf(
+        1.0, "linear warm-up length in epochs (added to warmup_steps)", ge=0
+    )
+    warmup_steps: int = _leaf(0, "linear warm-up length in optimizer steps", ge=0)
+    lr_decay_lambda: float = _leaf(
+        0.1, "exponential: lr0 * lambda^t * exp(-rate*t), t in epochs", gt=0, le=1
+    )
+    lr_decay_rate: float = _leaf(0.01, "exponential: the rate in exp(-rate*t)", ge=0)
+    lr_cycle_epochs: float = _leaf(2.0, "cyclic: period of one triangle, in epochs", gt=0)
+    lr_cycle_min_ratio: float = _leaf(0.1, "cyclic: lowest lr as a fraction of lr0", ge=0, le=1)
+    lr_adaptive_factor: float = _leaf(
+        0.5, "adaptive: multiply lr by this when dev loss stalls", gt=0, lt=1
+    )
+    lr_adaptive_patience: int = _leaf(
+        0, "adaptive: epochs without dev-loss gain before a cut", ge=0
+    )
 
 
 @dataclass
 class EvalConfig:
-    patience: int = _leaf(2, "early stopping: epochs without improvement (0: off)")
+    patience: int = _leaf(2, "early stopping: epochs without improvement (0: off)", ge=0)
     select_metric: str = _leaf(
-        "dev_score", "metric that picks the best epoch", ("dev_score", "dev_loss")
+        "dev_score", "metric that picks the best epoch", choices=("dev_score", "dev_loss")
     )
-    decoding: str = _leaf("greedy", "dev/test decoding", ("greedy", "beam", "label_scoring"))
-    eval_batch_size: int = _leaf(16, "evaluation batch size")
-    num_beams: int = _leaf(4, "beams for decoding=beam")
-    max_new_tokens: int | None = _leaf(None, "generation length (None: the task's)")
+    decoding: str = _leaf(
+        "greedy", "dev/test decoding", choices=("greedy", "beam", "label_scoring")
+    )
+    eval_batch_size: int = _leaf(16, "evaluation batch size", ge=1)
+    num_beams: int = _leaf(4, "beams for decoding=beam", ge=1)
+    max_new_tokens: int | None = _leaf(
+        None, "generation length (None: the task's)", kind="int", ge=1
+    )
 
 
 @dataclass
 class OutputConfig:
     output_dir: str = _leaf("runs/run", "where checkpoints and the final files go")
-    profile: str = _leaf("paper", "defaults: paper or reference-code", PROFILES)
-    save_total_limit: int = _leaf(2, "epoch checkpoints kept on disk (>= 1)")
+    profile: str = _leaf("paper", "defaults: paper or reference-code", choices=PROFILES)
+    save_total_limit: int = _leaf(2, "epoch checkpoints kept on disk", ge=1)
 
 
 _SECTIONS: dict[str, type] = {
@@ -169,47 +159,54 @@ _REFERENCE_CODE = {
     "warmup_epochs": 0.0,
     "epochs": 20,
     "adam_epsilon": 1e-8,
-    "gate_schedule": "expon",
-    "gate_cyclic_start": 0.1,
-    "gate_skip_at_zero": True,
-    "penalty_form": "reference",
+    "jola.gate_schedule": "expon",
+    "jola.penalty": "reference",
+    "jola.gate_cyclic_start": 0.1,
+    "jola.gate_skip_at_zero": True,
     "select_metric": "dev_loss",
 }
 
 
 @functools.cache
 def leaf_fields() -> dict[str, tuple[str, dataclasses.Field]]:
-    """Every leaf name -> (section name, dataclass field); built once (do not mutate)."""
+    """Every setting's one name -> (section, dataclass field); built once (do not mutate).
+
+    Shared settings by their bare name (``lr``); a method's as ``<method>.<field>``
+    (``jola.temperature``), its section being the method's name.
+    """
     out: dict[str, tuple[str, dataclasses.Field]] = {}
     for section, cls in _SECTIONS.items():
         for f in fields(cls):
             out[f.name] = (section, f)
+    for name in registry.names():
+        for f in fields(registry.get(name).config):
+            out[f"{name}.{f.name}"] = (name, f)
     return out
 
 
-def _field_default(f: dataclasses.Field) -> Any:
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
-    return f.default
-
-
 def profile_defaults(name: str) -> dict[str, Any]:
-    """The flat leaf -> default dict of a profile (``paper`` or ``reference-code``)."""
+    """The flat setting -> default dict of a profile (``paper`` or ``reference-code``)."""
     if name not in PROFILES:
         raise ConfigError(f"profile: unknown profile {name!r}; known: {', '.join(PROFILES)}")
-    flat = {leaf: _field_default(f) for leaf, (_, f) in leaf_fields().items()}
+    flat = {leaf: settings.default_of(f) for leaf, (_, f) in leaf_fields().items()}
     if name == "reference-code":
         flat.update(_REFERENCE_CODE)
     flat["profile"] = name
     return flat
 
 
+def _default_methods() -> dict[str, Any]:
+    return {name: registry.get(name).config() for name in registry.names()}
+
+
 @dataclass
 class RunConfig:
-    """One fine-tuning run: base model, data, edit method, optimisation, schedule, evaluation, output.
+    """One run: base model, data, method (and every method's settings), optimisation, schedule,
+    evaluation, output.
 
     Sections are named so that no section shares a name with a leaf; ``cfg.lr`` reads the leaf
-    ``cfg.optim.lr`` directly (every leaf name is unique).
+    ``cfg.optim.lr`` directly (every leaf name is unique) and ``cfg.jola`` is JoLA's settings
+    (``cfg.jola.temperature``); ``cfg.method_config`` is the chosen method's.
     """
 
     base: ModelConfig = field(default_factory=ModelConfig)
@@ -219,21 +216,31 @@ class RunConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    methods: dict[str, Any] = field(default_factory=_default_methods)
 
     def __getattr__(self, name: str) -> Any:
-        # Leaf access by its unique name: cfg.lr is cfg.optim.lr. Only reached for names that
-        # are not attributes of RunConfig itself (the sections).
+        # Leaf access by its unique name: cfg.lr is cfg.optim.lr; cfg.jola is JoLA's settings.
+        # Only reached for names that are not attributes of RunConfig itself (the sections).
         leaves = leaf_fields()
         if name in leaves:
             return getattr(object.__getattribute__(self, leaves[name][0]), name)
+        methods = object.__getattribute__(self, "methods")
+        if name in methods:
+            return methods[name]
         raise AttributeError(name)
+
+    @property
+    def method_config(self) -> Any:
+        """The chosen method's settings (a ``registry.get(cfg.method).config`` instance)."""
+        return self.methods[self.method]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None = None, source: str = "config") -> RunConfig:
-        """Build and validate a config from a flat or nested dict (unset leaves: profile defaults).
+        """Build and validate a config from a flat, dotted or nested dict (unset: defaults).
 
         Args:
-            d: leaf names -> values, section names -> dicts of leaves, or a mix.
+            d: setting names -> values (``lr``, ``jola.temperature``), section names or method
+                names -> dicts of their fields (``{"<method>": {"<field>": value}}``), or a mix.
             source: named in error messages (a file path, "CLI", a trial name).
 
         Raises:
@@ -245,31 +252,31 @@ class RunConfig:
             problems.append(f"profile: {profile!r} is not one of {', '.join(PROFILES)}")
             profile = "paper"
         values = profile_defaults(profile)
-        leaves = leaf_fields()
-        for key, raw in flat.items():
-            if key not in leaves:
-                close = difflib.get_close_matches(key, leaves, n=3)
-                hint = f" (did you mean {', '.join(close)}?)" if close else ""
-                problems.append(f"{key}: unknown field{hint}")
-                continue
-            try:
-                values[key] = _coerce(key, raw, leaves[key][1], values[key])
-            except ValueError as err:
-                problems.append(f"{key}: {err}")
-        problems += _validate(values)
+        specs = {name: f for name, (_, f) in leaf_fields().items()}
+        checked, found = settings.check_fields(specs, flat)
+        values.update(checked)
+        problems += found
+        problems += _cross_checks(values)
         if problems:
             raise ConfigError(
                 f"{source}: {len(problems)} invalid field(s):\n  " + "\n  ".join(problems),
                 problems,
             )
+        leaves = leaf_fields()
         sections = {name: sec_cls() for name, sec_cls in _SECTIONS.items()}
+        per_method: dict[str, dict[str, Any]] = {name: {} for name in registry.names()}
         for key, value in values.items():
-            setattr(sections[leaves[key][0]], key, value)
-        return cls(**sections)
+            section, f = leaves[key]
+            if section in sections:
+                setattr(sections[section], key, value)
+            else:
+                per_method[section][f.name] = value
+        methods = {name: registry.get(name).config(**kw) for name, kw in per_method.items()}
+        return cls(**sections, methods=methods)
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
-        """Read a YAML file (flat or nested), apply ``overrides`` (e.g. CLI flags), validate."""
+        """Read a YAML file (flat, dotted or nested), apply ``overrides`` (CLI flags), validate."""
         import yaml
 
         path = Path(path)
@@ -285,20 +292,27 @@ class RunConfig:
             )
         flat, problems = _flatten(data)
         if problems:
-            raise ConfigError(f"{path}: " + "; ".join(problems))
+            raise ConfigError(f"{path}: " + "; ".join(problems), problems)
         return cls.from_dict({**flat, **(overrides or {})}, source=str(path))
 
     def to_flat_dict(self) -> dict[str, Any]:
-        """Leaf name -> value (the result columns)."""
-        return {
+        """Every resolved setting of this run by its one name: the shared ones and the chosen
+        method's (``jola.temperature``); what the results carry."""
+        out = {
             f.name: getattr(getattr(self, section), f.name)
             for section, sec_cls in _SECTIONS.items()
             for f in fields(sec_cls)
         }
+        method = self.method
+        for f in fields(self.methods[method]):
+            out[f"{method}.{f.name}"] = getattr(self.methods[method], f.name)
+        return out
 
     def to_nested_dict(self) -> dict[str, dict[str, Any]]:
-        """Section -> leaf -> value (the resolved ``config.yaml``)."""
-        return {section: dataclasses.asdict(getattr(self, section)) for section in _SECTIONS}
+        """Section -> leaf -> value, plus the chosen method's section (the ``config.yaml``)."""
+        out = {section: dataclasses.asdict(getattr(self, section)) for section in _SECTIONS}
+        out[self.method] = dataclasses.asdict(self.method_config)
+        return out
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         """The resolved config as nested YAML; written to ``path`` when given."""
@@ -311,156 +325,25 @@ class RunConfig:
 
 
 def _flatten(d: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Nested sections -> flat leaves; a section given as a non-dict is a problem."""
+    """Nested sections and method sections -> one flat dict of setting names."""
     flat: dict[str, Any] = {}
     problems: list[str] = []
+    methods = set(registry.names())
     for key, value in d.items():
-        if key in _SECTIONS:
+        if key in _SECTIONS or key in methods:
             if not isinstance(value, dict):
                 problems.append(f"{key}: a section must be a mapping, got {value!r}")
                 continue
-            flat.update(value)
+            prefix = f"{key}." if key in methods else ""
+            flat.update({f"{prefix}{k}": v for k, v in value.items()})
         else:
             flat[key] = value
     return flat, problems
 
 
-def _coerce(name: str, raw: Any, f: dataclasses.Field, default: Any) -> Any:
-    """Convert a YAML/CLI/JSON value to the leaf's type; ValueError says what was wrong."""
-    kind = f.metadata.get("kind")
-    optional = "None" in str(f.type)
-    if raw is None or (optional and isinstance(raw, str) and raw.lower() in ("none", "null")):
-        if optional:
-            return None
-        raise ValueError("may not be empty")
-    if kind == "auto_float":
-        if isinstance(raw, str) and raw.strip().lower() == "auto":
-            return "auto"
-        return _to_float(raw)
-    if kind == "int_list":
-        if isinstance(raw, str):
-            raw = [p for p in raw.replace(",", " ").split() if p]
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            raw = [raw]
-        if not isinstance(raw, (list, tuple)):
-            raise ValueError(f"expected a list of layer indices, got {raw!r}")
-        return [_to_int(x) for x in raw]
-    base = str(f.type).replace(" | None", "")
-    if base == "bool":
-        if isinstance(raw, bool):
-            return raw
-        if isinstance(raw, str) and raw.lower() in ("true", "1", "yes", "on"):
-            return True
-        if isinstance(raw, str) and raw.lower() in ("false", "0", "no", "off"):
-            return False
-        raise ValueError(f"expected true or false, got {raw!r}")
-    if base == "int":
-        return _to_int(raw)
-    if base == "float":
-        return _to_float(raw)
-    if not isinstance(raw, str):
-        raise ValueError(f"expected a string, got {raw!r}")
-    return raw
-
-
-def _to_int(raw: Any) -> int:
-    if isinstance(raw, bool):
-        raise ValueError(f"expected an integer, got {raw!r}")
-    if isinstance(raw, int):
-        return raw
-    if isinstance(raw, float) and raw.is_integer():
-        return int(raw)
-    if isinstance(raw, str):
-        try:
-            return int(raw)
-        except ValueError:
-            pass
-    raise ValueError(f"expected an integer, got {raw!r}")
-
-
-def _to_float(raw: Any) -> float:
-    if isinstance(raw, bool):
-        raise ValueError(f"expected a number, got {raw!r}")
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise ValueError(f"expected a number, got {raw!r}") from None
-    if not math.isfinite(value):
-        raise ValueError(f"must be finite, got {raw!r}")
-    return value
-
-
-def _validate(v: dict[str, Any]) -> list[str]:
-    """Value checks over the typed flat dict (types already checked)."""
-    problems: list[str] = []
-    leaves = leaf_fields()
-    for name, (_, f) in leaves.items():
-        choices = f.metadata.get("choices")
-        if choices and v.get(name) is not None and v[name] not in choices:
-            problems.append(f"{name}: {v[name]!r} is not one of {', '.join(choices)}")
-
-    def need(cond: bool, msg: str) -> None:
-        if not cond:
-            problems.append(msg)
-
-    def num(name: str) -> bool:
-        return isinstance(v.get(name), (int, float)) and not isinstance(v.get(name), bool)
-
-    for name in ("lr", "gate_temperature", "adam_epsilon", "dpo_beta"):
-        if num(name):
-            need(v[name] > 0, f"{name}: must be > 0, got {v[name]}")
-    for name in (
-        "weight_decay",
-        "max_grad_norm",
-        "lofit_l1_lambda",
-        "warmup_epochs",
-        "lr_decay_rate",
-    ):
-        if num(name):
-            need(v[name] >= 0, f"{name}: must be >= 0, got {v[name]}")
-    for name in (
-        "batch_size",
-        "grad_accum_steps",
-        "epochs",
-        "eval_batch_size",
-        "num_beams",
-        "max_length",
-        "save_total_limit",
-    ):
-        if num(name):
-            need(v[name] >= 1, f"{name}: must be >= 1, got {v[name]}")
-    for name in ("warmup_steps", "patience", "lr_adaptive_patience"):
-        if num(name):
-            need(v[name] >= 0, f"{name}: must be >= 0, got {v[name]}")
-    for name in ("train_size", "dev_size", "test_size", "lofit_top_k", "max_new_tokens"):
-        if v.get(name) is not None and num(name):
-            need(v[name] >= 1, f"{name}: must be >= 1 (or None for all), got {v[name]}")
-    if v.get("lofit_stage1_lr") is not None and num("lofit_stage1_lr"):
-        need(v["lofit_stage1_lr"] > 0, f"lofit_stage1_lr: must be > 0, got {v['lofit_stage1_lr']}")
-    if v.get("gate_cyclic_start") is not None and num("gate_cyclic_start"):
-        r = v["gate_cyclic_start"]
-        need(0 <= r <= 1, f"gate_cyclic_start: must be in [0, 1] (or None), got {r}")
-    if num("gate_lambda"):
-        need(v["gate_lambda"] >= 0, f"gate_lambda: must be >= 0 or 'auto', got {v['gate_lambda']}")
-    if num("gpu_memory_fraction"):
-        frac = v["gpu_memory_fraction"]
-        need(0 < frac <= 1, f"gpu_memory_fraction: must be in (0, 1], got {frac}")
-    if num("lr_decay_lambda"):
-        need(
-            0 < v["lr_decay_lambda"] <= 1,
-            f"lr_decay_lambda: must be in (0, 1], got {v['lr_decay_lambda']}",
-        )
-    if num("lr_cycle_epochs"):
-        need(v["lr_cycle_epochs"] > 0, f"lr_cycle_epochs: must be > 0, got {v['lr_cycle_epochs']}")
-    if num("lr_cycle_min_ratio"):
-        r = v["lr_cycle_min_ratio"]
-        need(0 <= r <= 1, f"lr_cycle_min_ratio: must be in [0, 1], got {r}")
-    if num("lr_adaptive_factor"):
-        r = v["lr_adaptive_factor"]
-        need(0 < r < 1, f"lr_adaptive_factor: must be in (0, 1), got {r}")
-    if isinstance(v.get("edit_layers"), list):
-        bad = [x for x in v["edit_layers"] if x < 0]
-        need(not bad, f"edit_layers: layer indices must be >= 0, got {bad}")
+def _cross_checks(v: dict[str, Any]) -> list[str]:
+    """Checks that involve two settings (one setting's bounds live in its metadata)."""
+    problems = []
     if v.get("quantization") == "nf4" and v.get("device") == "cpu":
         problems.append("quantization: nf4 needs a CUDA device, but device is 'cpu'")
     return problems

@@ -26,12 +26,12 @@ class EpochEnd(TrainerCallback):
     Args:
         state: the run state (restored from a checkpoint on resume), updated in place.
         dev_eval: () -> dict of dev metrics (``dev_<metric>`` and ``dev_score``).
-        edit: the edit (for ``open_gate_fraction``).
+        handle: the attached method (its ``epoch_metrics()``, e.g. ``open_gate_fraction``).
         schedule: the ``LRSchedule`` (its adaptive heuristic sees the dev loss).
         select_metric: ``"dev_score"`` (higher is better) or ``"dev_loss"`` (lower is better).
         patience: epochs without improvement before stopping (0: never stop early).
         report: called as ``report(metrics, checkpoint_dir)`` after each checkpoint, or None.
-        decorate: metrics -> metrics, applied before reporting (adds LoFiT's stage-1 keys).
+        decorate: metrics -> metrics, applied before reporting (adds earlier stages' keys).
         wall_start: ``time.time()`` when this process started training.
     """
 
@@ -39,7 +39,7 @@ class EpochEnd(TrainerCallback):
         self,
         state: RunState,
         dev_eval: Callable[[], dict],
-        edit,
+        handle,
         schedule,
         select_metric: str,
         patience: int,
@@ -49,7 +49,7 @@ class EpochEnd(TrainerCallback):
     ) -> None:
         self.state = state
         self.dev_eval = dev_eval
-        self.edit = edit
+        self.handle = handle
         self.schedule = schedule
         self.select_metric = select_metric
         self.patience = patience
@@ -75,8 +75,8 @@ class EpochEnd(TrainerCallback):
             "train_penalty": float(self._train_logs.get("penalty", 0.0)),
             "dev_loss": dev_loss,
             **self.dev_eval(),
-            "open_gate_fraction": float(self.edit.open_gate_fraction()),
-            "lr": float(self._train_logs.get("learning_rate", float("nan"))),
+            **self.handle.epoch_metrics(),
+            "train_lr": float(self._train_logs.get("learning_rate", float("nan"))),
             "run_status": "running",
         }
         if self.schedule is not None and self.schedule.on_dev_loss(dev_loss):

@@ -1,18 +1,22 @@
-"""One fine-tuning run: load the frozen model, apply the edit, train with TRL, test the best edit.
+"""One fine-tuning run as a recipe: setup, the method's stages, test, cleanup.
 
-``run(cfg, report, resume_from)`` is the whole of a trial. It knows nothing of Ray: the sweep
-passes ``report(metrics, checkpoint_dir)``, called after every epoch (with that epoch's edit-only
-checkpoint) and once at the end (``run_status: "finished"``, the final directory with
-``metrics.json``, ``predictions.jsonl``, ``gates.csv`` and ``edit.safetensors``).
+``run(cfg, report, resume_from)`` is the whole of a trial. It knows nothing of Ray (the sweep
+passes ``report(metrics, checkpoint_dir)``, called after every epoch with that epoch's edit-only
+checkpoint and once at the end with ``run_status: "finished"`` and the final directory holding
+``metrics.json``, ``predictions.jsonl``, ``gates.csv`` and ``edit.safetensors``), and it names no
+method: ``jola_ray.methods.registry`` gives the method's stages (``methods/base.py``).
 
-Methods:
-
-- ``jola``: one training stage; the best epoch's edit (by ``select_metric``) is tested.
-- ``lofit``: stage 1 (scaling vectors on every head, L1 penalty) picks the top-K heads by the L2
-  norm of their scaling vector; the stage-1 edit is removed (the model is exactly the base
-  again) and stage 2 trains biases on those heads. Only stage 2 reports per epoch (its epochs
-  are the ``epoch`` Ray sees); every report carries the stage-1 summary as ``s1_*`` keys.
-- ``zero_shot``: no edit; dev and test evaluated, one report with ``epoch`` 0.
+- Each stage attaches its handle, trains it (TRL, the run's schedule, the handle's penalty,
+  early stopping, edit-only checkpoints) and, before the next stage, restores its best epoch,
+  hands on what the next stage needs (``Stage.finish``: e.g. LoFiT's top-K heads) and is
+  removed; the base model must then be bitwise the base again. Only the last stage reports per
+  epoch; earlier stages' best metrics ride along under their prefix (``s1_*``).
+- No stages (zero-shot): the untouched model is evaluated once and reported with ``epoch`` 0.
+- The final report carries every resolved setting of the run (``resolved``) beside its metrics,
+  and the data it really used: the split sizes (``examples_*``, ``short_splits`` when a split is
+  smaller than asked) and what fitting examples to ``max_length`` did (``max_length_used``,
+  ``train_truncated``, ...; nothing is dropped). ``config.yaml`` is headed by the same record.
+- Bad data fails before the output folder is written, or (found late) leaves ``FAILED`` in it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pathlib import Path
 import torch
 
 from jola_ray.errors import DataError, TrainingError
+from jola_ray.evaluation.results import write_results
 from jola_ray.train.config import RunConfig
 from jola_ray.train.cost import CostMeter
 from jola_ray.train.state import RunState
@@ -40,7 +45,6 @@ Report = Callable[[dict, str], None]
 FINAL_DIR = "final"
 FAILED_FILE = "FAILED"  # written into the output dir when bad data stops a started run
 FINAL_FILES = ("metrics.json", "predictions.jsonl", "gates.csv", "edit.safetensors")
-_PARTS = {"both": "both", "additive": "add", "multiplicative": "mul"}
 
 
 @dataclass
@@ -96,6 +100,9 @@ def run(
 
     from transformers import set_seed
 
+    from jola_ray.methods import registry
+
+    stages = registry.get(cfg.method).stages(cfg.method_config)
     if task is None:
         from jola_ray.data import get_task
 
@@ -110,8 +117,9 @@ def run(
             train_size=cfg.train_size,
             dev_size=cfg.dev_size,
             test_size=cfg.test_size,
-            # zero-shot reads dev (when there is one) and test: a test-only folder will do
-            need={"test"} if cfg.method == "zero_shot" else {"train", "dev", "test"},
+            # a method without stages reads dev (when there is one) and test: a test-only
+            # folder will do
+            need={"test"} if not stages else {"train", "dev", "test"},
         )
     from datasets.utils.logging import disable_progress_bar
 
@@ -126,11 +134,9 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     _write_config(ctx, out / "config.yaml")
     try:
-        if cfg.method == "zero_shot":
-            return _zero_shot(ctx)
-        if cfg.method == "jola":
-            return _jola(ctx, resumed, resume_from)
-        return _lofit(ctx, resumed, resume_from)
+        if not stages:
+            return _untrained(ctx)
+        return _recipe(ctx, stages, resumed, resume_from)
     except torch.OutOfMemoryError as err:
         raise TrainingError(
             f"CUDA out of memory: model {cfg.model} ({cfg.dtype}, quantization {cfg.quantization}), "
@@ -144,13 +150,16 @@ def run(
         raise
 
 
-# --- methods ------------------------------------------------------------------------------
+# --- the recipe ----------------------------------------------------------------------------
 
 
-def _zero_shot(ctx: _Run) -> dict:
+def _untrained(ctx: _Run, handle=None) -> dict:
+    """A method without stages (the untouched model), or one whose last stage is a ``build``
+    (``handle``: an edit computed from the training data, not trained): dev and test metrics,
+    one report with ``epoch`` 0. A test-only source (no dev split) gives a NaN dev score."""
     if ctx.splits.dev:
         dev = _evaluate(ctx, ctx.splits.dev, "dev").metrics_prefixed
-        dev_loss = _zero_shot_dev_loss(ctx)
+        dev_loss = _untrained_dev_loss(ctx)
     else:  # a test-only source: no dev split to score
         log.warning("task %s: no dev examples (test-only data): dev_score is NaN", ctx.task.name)
         dev, dev_loss = {"dev_score": math.nan}, {}
@@ -161,26 +170,30 @@ def _zero_shot(ctx: _Run) -> dict:
         **dev_loss,
         **dev,
         "open_gate_fraction": 0.0,
+        **(handle.epoch_metrics() if handle is not None else {}),
         **test.metrics_prefixed,
         "best_epoch": 0,
         "best_dev_score": dev["dev_score"],
         "num_selected_heads": 0,
         "selected_heads": [],
-        "trainable_params": 0,
+        **(handle.summary() if handle is not None else {}),
+        "trainable_params": sum(p.numel() for p in handle.parameters()) if handle else 0,
+        "base_params": _base_params(ctx.model, handle),
         **ctx.cost.summary(steps=0, tokens=0, wall_s=0.0),
         **_data_record(ctx),
+        "resolved": _resolved(ctx.cfg),
         "run_status": "finished",
     }
     final = ctx.out / FINAL_DIR
     final.mkdir(parents=True, exist_ok=True)
-    _write_final(ctx, final, metrics, test.predictions, edit=None)
-    RunState(stage="zero_shot", finished=True).save(final)
+    _write_final(ctx, final, metrics, test.predictions, edit=handle)
+    RunState(stage="none", finished=True).save(final)
     if ctx.report is not None:
         ctx.report(dict(metrics), str(final))
     return metrics
 
 
-def _zero_shot_dev_loss(ctx: _Run) -> dict:
+def _untrained_dev_loss(ctx: _Run) -> dict:
     """The untouched model's dev loss on the answer tokens, as the trained methods measure it
     (TRL's SFT evaluation); nothing for preference tasks, where policy and reference coincide."""
     if ctx.task.training != "sft":
@@ -188,7 +201,7 @@ def _zero_shot_dev_loss(ctx: _Run) -> dict:
     from trl import SFTTrainer
 
     train_ds, dev_ds = _datasets(ctx, "sft")
-    args = _trainer_args(ctx, ctx.out / "zero_shot", ctx.cfg.lr, "sft")
+    args = _trainer_args(ctx, ctx.out / "untrained", ctx.cfg.lr, "sft")
     trainer = SFTTrainer(
         model=ctx.model,
         args=args,
@@ -199,119 +212,89 @@ def _zero_shot_dev_loss(ctx: _Run) -> dict:
     return {"dev_loss": float(trainer.evaluate()["eval_loss"])}
 
 
-def _jola(ctx: _Run, resumed: RunState | None, resume_from: str | None) -> dict:
-    from jola_ray.editing import JoLAConfig, apply_edit
+def _recipe(ctx: _Run, stages, resumed: RunState | None, resume_from: str | None) -> dict:
+    """Train the method's stages in order; test and publish the last one."""
+    from jola_ray.methods.base import StageContext
 
     cfg = ctx.cfg
-    edit = apply_edit(
-        ctx.model,
-        JoLAConfig(
-            gate_lambda=cfg.gate_lambda,
-            penalty=cfg.penalty_form,
-            parts=_PARTS[cfg.edit_components],
-            layers=tuple(cfg.edit_layers) if cfg.edit_layers else None,
-            per_example_gates=cfg.per_example_gates,
-            temperature=cfg.gate_temperature,
-            seed=cfg.seed,
-        ),
-    )
-    n_params = _check_trainable(ctx.model, edit)
-
-    def penalty(total_steps: int):
-        if cfg.penalty_form == "paper":
-            return lambda step: edit.penalty()
-        from jola_ray.train.schedules import reference_penalty
-
-        return reference_penalty(
-            edit.penalty,
-            cfg.gate_schedule,
-            total_steps,
-            cyclic_start=cfg.gate_cyclic_start,
-            skip_at_zero=cfg.gate_skip_at_zero,
+    names = [st.name for st in stages]
+    if resumed is not None and resumed.stage not in names:
+        raise TrainingError(
+            f"resume_from: {resume_from} is a checkpoint of stage {resumed.stage!r}; method "
+            f"{cfg.method} has stages {', '.join(names)}"
         )
-
-    state = _train_stage(
-        ctx,
-        edit,
-        "main",
-        ctx.out / "checkpoints",
-        lr=cfg.lr,
-        make_penalty=penalty,
-        report=ctx.report,
-        resumed=resumed,
-        resume_from=resume_from,
-    )
-    return _finish(ctx, edit, state, n_params)
-
-
-def _lofit(ctx: _Run, resumed: RunState | None, resume_from: str | None) -> dict:
-    from jola_ray.editing import LoFiTConfig, apply_edit, select_top_heads
-
-    cfg = ctx.cfg
-    if resumed is not None and resumed.stage == "stage2":
-        s1 = resumed.stage1
-        heads = [tuple(h) for h in s1["heads"]]
-    else:
-        edit1 = apply_edit(
-            ctx.model,
-            LoFiTConfig(
-                stage="scale", top_k=cfg.lofit_top_k, l1_lambda=cfg.lofit_l1_lambda, seed=cfg.seed
-            ),
+    start = names.index(resumed.stage) if resumed is not None else 0
+    carry = dict(resumed.carry) if resumed is not None else {}
+    single = len(stages) == 1
+    for i, stage in enumerate(stages):
+        if i < start:
+            continue  # an earlier stage whose outcome came with the checkpoint (``carry``)
+        last = i == len(stages) - 1
+        handle = stage.attach(
+            StageContext(
+                ctx.model, cfg.method_config, cfg.seed, carry, ctx.splits.train, ctx.tokenizer
+            )
         )
-        _check_trainable(ctx.model, edit1)
-        before = _base_fingerprint(ctx.model)
-        lr1 = cfg.lofit_stage1_lr or cfg.lr
-        s1_resume = resume_from if resumed is not None and resumed.stage == "stage1" else None
-        state1 = _train_stage(
+        if stage.kind == "build":
+            if not last:
+                raise TrainingError(
+                    f"{cfg.method}: a build stage ({stage.name}) must be the method's last stage"
+                )
+            return _untrained(ctx, handle)
+        n_params = _check_trainable(ctx.model, handle)
+        before = None if last else _base_fingerprint(ctx.model, handle)
+        lr = (stage.lr(cfg.method_config) if stage.lr else None) or cfg.lr
+        here = resumed if resumed is not None and i == start else None
+        earlier = {k: v for k, v in carry.get("metrics", {}).items()}
+        state = _train_stage(
             ctx,
-            edit1,
-            "stage1",
-            ctx.out / "stage1",
-            lr=lr1,
-            make_penalty=lambda total: lambda step: edit1.penalty(),
-            resumed=resumed if s1_resume else None,
-            resume_from=s1_resume,
+            handle,
+            stage.name,
+            ctx.out / ("checkpoints" if single else stage.name),
+            lr=lr,
+            report=ctx.report if last else None,
+            decorate=(lambda m, e=earlier: {**m, **e}) if earlier else None,
+            resumed=here,
+            resume_from=resume_from if here is not None else None,
+            carry=carry,
         )
-        if state1.best_state is not None:
+        if last:
+            return _finish(ctx, handle, state, n_params)
+        if state.best_state is not None:
             from jola_ray.train.trainer import load_trainable_state
 
-            load_trainable_state(ctx.model, state1.best_state)
-        heads = select_top_heads(edit1)
-        edit1.remove()
-        if _base_fingerprint(ctx.model) != before or hasattr(ctx.model, "head_edit"):
-            raise TrainingError("LoFiT: removing the stage-1 edit did not restore the base model")
-        last = state1.history[-1] if state1.history else {}
-        best = state1.history[state1.best_epoch - 1] if state1.best_epoch else last
-        s1 = {f"s1_{k}": v for k, v in best.items() if k not in ("run_status",)}
-        s1.update(
-            s1_best_epoch=state1.best_epoch,
-            s1_epochs=len(state1.history),
-            s1_steps=last.get("step", 0),
-            s1_tokens=state1.tokens,
-            s1_wall_s=state1.wall_s,
-            heads=[list(h) for h in heads],
-        )
-    edit2 = apply_edit(ctx.model, LoFiTConfig(stage="bias", heads=tuple(heads), seed=cfg.seed))
-    n_params = _check_trainable(ctx.model, edit2)
-    s1_keys = {k: v for k, v in s1.items() if k != "heads"}
+            load_trainable_state(ctx.model, state.best_state)
+        handed_on = stage.finish(handle) if stage.finish else {}
+        handle.remove()
+        if _base_fingerprint(ctx.model, None) != before:
+            raise TrainingError(
+                f"{cfg.method}: removing the {stage.name} edit did not restore the base model"
+            )
+        cost = dict(carry.get("cost", {"steps": 0, "tokens": 0, "wall_s": 0.0}))
+        cost["steps"] += int(state.history[-1]["step"]) if state.history else 0
+        cost["tokens"] += state.tokens
+        cost["wall_s"] += state.wall_s
+        summary = _stage_summary(stage, state)
+        carry = {**carry, **handed_on, "metrics": {**earlier, **summary}, "cost": cost}
+    raise AssertionError("unreachable: the last stage returns")
 
-    def decorate(m: dict) -> dict:
-        return {**m, **s1_keys}
 
-    s2_resumed = resumed if resumed is not None and resumed.stage == "stage2" else None
-    state2 = _train_stage(
-        ctx,
-        edit2,
-        "stage2",
-        ctx.out / "stage2",
-        lr=cfg.lr,
-        report=ctx.report,
-        decorate=decorate,
-        resumed=s2_resumed,
-        resume_from=resume_from if s2_resumed else None,
-        stage1=s1,
+def _stage_summary(stage, state: RunState) -> dict:
+    """An earlier stage's best-epoch metrics and cost under its prefix (``s1_dev_score``...)."""
+    p = stage.prefix or f"{stage.name}_"
+    last = state.history[-1] if state.history else {}
+    best = state.history[state.best_epoch - 1] if state.best_epoch else last
+    out = {f"{p}{k}": v for k, v in best.items() if k != "run_status"}
+    out.update(
+        {
+            f"{p}best_epoch": state.best_epoch,
+            f"{p}epochs": len(state.history),
+            f"{p}steps": last.get("step", 0),
+            f"{p}tokens": state.tokens,
+            f"{p}wall_s": state.wall_s,
+        }
     )
-    return _finish(ctx, edit2, state2, n_params)
+    return out
 
 
 # --- one training stage --------------------------------------------------------------------
@@ -319,32 +302,32 @@ def _lofit(ctx: _Run, resumed: RunState | None, resume_from: str | None) -> dict
 
 def _train_stage(
     ctx: _Run,
-    edit,
+    handle,
     stage: str,
     stage_dir: Path,
     *,
     lr: float,
-    make_penalty=None,
     report: Report | None = None,
     decorate=None,
     resumed: RunState | None = None,
     resume_from: str | None = None,
-    stage1: dict | None = None,
+    carry: dict | None = None,
 ) -> RunState:
-    """Train ``edit`` for up to ``epochs`` epochs with early stopping; return the stage's state."""
+    """Train ``handle`` for up to ``epochs`` epochs with early stopping; return the stage's
+    state (``carry``: what earlier stages handed on, kept in every checkpoint)."""
     from jola_ray.train.epochs import EpochEnd
     from jola_ray.train.schedules import LRSchedule
     from jola_ray.train.trainer import make_trainer_class, steps_per_epoch
 
     cfg = ctx.cfg
-    state = resumed if resumed is not None else RunState(stage=stage, stage1=stage1 or {})
+    state = resumed if resumed is not None else RunState(stage=stage, carry=carry or {})
     kind = ctx.task.training
     train_ds, dev_ds = _datasets(ctx, kind)
     callback = EpochEnd(
         state,
         dev_eval=lambda: _evaluate(ctx, ctx.splits.dev, "dev").metrics_prefixed,
-        edit=edit,
-        schedule=None,  # set below, once the trainer has its dataset
+        handle=handle,
+        schedule=None,  # the trainer's, planned from the rows it was given
         select_metric=cfg.select_metric,
         patience=cfg.patience,
         report=report,
@@ -353,7 +336,28 @@ def _train_stage(
     args = _trainer_args(ctx, stage_dir, lr, kind)
     trainer_cls = make_trainer_class(kind)
     quantized = bool(getattr(ctx.model, "is_quantized", False))
-    reference_off = edit.disabled() if kind == "dpo" else contextlib.nullcontext()
+    reference_off = handle.disabled() if kind == "dpo" else contextlib.nullcontext()
+
+    def plan(num_rows: int):
+        """The stage's schedule and penalty, from the rows the trainer kept (known only inside
+        its constructor; the SFT rows are fitted to max_length already, so none is dropped)."""
+        spe = steps_per_epoch(num_rows, cfg.batch_size, cfg.grad_accum_steps)
+        total = spe * cfg.epochs
+        schedule = LRSchedule(
+            cfg.lr_schedule,
+            steps_per_epoch=spe,
+            total_steps=total,
+            warmup_steps=cfg.warmup_steps,
+            warmup_epochs=cfg.warmup_epochs,
+            decay_lambda=cfg.lr_decay_lambda,
+            decay_rate=cfg.lr_decay_rate,
+            cycle_epochs=cfg.lr_cycle_epochs,
+            cycle_min_ratio=cfg.lr_cycle_min_ratio,
+            adaptive_factor=cfg.lr_adaptive_factor,
+            adaptive_patience=cfg.lr_adaptive_patience,
+        )
+        return schedule, _penalty_fn(handle, total)
+
     with _allow_quantized_training(ctx.model, quantized), reference_off:
         trainer = trainer_cls(
             model=ctx.model,
@@ -362,32 +366,17 @@ def _train_stage(
             eval_dataset=dev_ds,
             processing_class=ctx.tokenizer,
             callbacks=[callback],
+            plan=plan,
         )
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # the report callable is the run's output
     if quantized:  # TRL casts trainable parameters to bf16 on quantized models; keep them fp32
-        for p in edit.parameters():
+        for p in handle.parameters():
             p.data = p.data.float()
     if len(trainer.train_dataset) == 0:
         raise DataError(f"task {ctx.task.name}: no training examples (the train split is empty)")
-    spe = steps_per_epoch(len(trainer.train_dataset), cfg.batch_size, cfg.grad_accum_steps)
-    total = spe * cfg.epochs
-    schedule = LRSchedule(
-        cfg.lr_schedule,
-        steps_per_epoch=spe,
-        total_steps=total,
-        warmup_steps=cfg.warmup_steps,
-        warmup_epochs=cfg.warmup_epochs,
-        decay_lambda=cfg.lr_decay_lambda,
-        decay_rate=cfg.lr_decay_rate,
-        cycle_epochs=cfg.lr_cycle_epochs,
-        cycle_min_ratio=cfg.lr_cycle_min_ratio,
-        adaptive_factor=cfg.lr_adaptive_factor,
-        adaptive_patience=cfg.lr_adaptive_patience,
-    )
-    trainer.lr_schedule = callback.schedule = schedule
-    trainer.penalty_fn = make_penalty(total) if make_penalty is not None else None
+    callback.schedule = trainer.lr_schedule
     callback.trainer = trainer
     if state.stopped or len(state.history) >= cfg.epochs:
         return state  # a resumed run whose training had already ended
@@ -571,48 +560,64 @@ def _evaluate(ctx: _Run, examples, split: str) -> _Eval:
     return _Eval(metrics, res.predictions)
 
 
-def _finish(ctx: _Run, edit, state: RunState, n_params: int) -> dict:
-    """Test the best epoch's edit and publish the final metrics. LoFiT's stage-1 summary
-    (``state.stage1``: its ``s1_*`` keys and selected heads) joins stage 2's metrics."""
+def _resolved(cfg: RunConfig) -> dict:
+    """Every resolved setting (defaults and profile values included) the results carry; the
+    output directory is where they are, not how they were made."""
+    flat = {k: v for k, v in cfg.to_flat_dict().items() if k != "output_dir"}
+    # lists (layers, target modules) as JSON text: one scalar per result column, as Ray's loggers
+    # and the trials table want
+    return {k: json.dumps(v) if isinstance(v, list) else v for k, v in flat.items()}
+
+
+def _penalty_fn(handle, total_steps: int):
+    """global step -> the handle's weighted penalty, or None when the method has none."""
+    if handle.penalty(0, total_steps) is None:
+        return None
+    return lambda step: handle.penalty(step, total_steps)
+
+
+def _finish(ctx: _Run, handle, state: RunState, n_params: int) -> dict:
+    """Test the best epoch's edit and publish the final metrics. Earlier stages' summaries
+    (``state.carry``: their prefixed metrics and cost) join the last stage's metrics."""
     from jola_ray.train.trainer import load_trainable_state
 
     if state.best_state is not None:
         load_trainable_state(ctx.model, state.best_state)
     test = _evaluate(ctx, ctx.splits.test, "test")
-    table = edit.inspect()
-    selected = table[table["selected"]][["layer", "head"]].values.tolist()
+    table = handle.inspect()
     last = dict(state.history[-1])
     best = state.history[state.best_epoch - 1] if state.best_epoch else last
-    # LoFiT's cost includes stage 1 (its summary travels in the stage-2 checkpoints)
-    s1 = state.stage1
-    steps = int(last["step"]) + int(s1.get("s1_steps", 0))
+    earlier_cost = state.carry.get("cost", {})
     metrics = {
         **last,
         **test.metrics_prefixed,
         "best_epoch": state.best_epoch,
         "best_dev_score": best["dev_score"],
-        "num_selected_heads": len(selected),
-        "selected_heads": [[int(a), int(b)] for a, b in selected],
+        "num_selected_heads": 0,
+        "selected_heads": [],
+        **handle.summary(),
         "trainable_params": n_params,
+        "base_params": _base_params(ctx.model, handle),
         **ctx.cost.summary(
-            steps=steps,
-            tokens=state.tokens + int(s1.get("s1_tokens", 0)),
-            wall_s=state.wall_s + float(s1.get("s1_wall_s", 0.0)),
+            steps=int(last["step"]) + int(earlier_cost.get("steps", 0)),
+            tokens=state.tokens + int(earlier_cost.get("tokens", 0)),
+            wall_s=state.wall_s + float(earlier_cost.get("wall_s", 0.0)),
         ),
-        **{k: v for k, v in s1.items() if k != "heads"},
+        **state.carry.get("metrics", {}),
         **_data_record(ctx),
+        "resolved": _resolved(ctx.cfg),
         "run_status": "finished",
     }
     final = ctx.out / FINAL_DIR
     final.mkdir(parents=True, exist_ok=True)
-    _write_final(ctx, final, metrics, test.predictions, edit=edit, table=table)
+    _write_final(ctx, final, metrics, test.predictions, edit=handle, table=table)
     done = RunState(
         stage=state.stage,
         history=state.history,
         best_epoch=state.best_epoch,
         finished=True,
-        stage1=s1,
-        # the totals metrics.json reports (LoFiT's stage 1 included)
+        carry=state.carry,
+        # the totals metrics.json reports (earlier stages included)
         wall_s=float(metrics["cost_wall_s"]),
         tokens=int(metrics["cost_tokens"]),
     )
@@ -622,14 +627,6 @@ def _finish(ctx: _Run, edit, state: RunState, n_params: int) -> dict:
     return metrics
 
 
-def write_results(directory: Path, metrics: dict, predictions: list) -> None:
-    """``metrics.json`` and ``predictions.jsonl`` (one line per example) in ``directory``."""
-    (directory / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    with open(directory / "predictions.jsonl", "w") as fh:
-        for p in predictions:
-            fh.write(json.dumps(p) + "\n")
-
-
 def _write_final(
     ctx: _Run, final: Path, metrics: dict, predictions: list, edit, table=None
 ) -> None:
@@ -637,19 +634,19 @@ def _write_final(
     output directory's top level beside config.yaml."""
     write_results(final, metrics, predictions)
     if edit is not None:
-        from jola_ray.editing import save_edit
-
-        (table if table is not None else edit.inspect()).to_csv(final / "gates.csv", index=False)
-        save_edit(edit, final / "edit.safetensors")
+        table = table if table is not None else edit.inspect()
+        if table is not None:
+            table.to_csv(final / "gates.csv", index=False)
+        edit.save(final / "edit.safetensors")
     _write_config(ctx, final / "config.yaml")
     for name in FINAL_FILES:
         if (final / name).is_file():
             shutil.copyfile(final / name, ctx.out / name)
 
 
-def _check_trainable(model: torch.nn.Module, edit) -> int:
-    """Only the edit's parameters may train; returns their count."""
-    edit_ids = {id(p) for p in edit.parameters()}
+def _check_trainable(model: torch.nn.Module, handle) -> int:
+    """Only the handle's parameters may train; returns their count."""
+    edit_ids = {id(p) for p in handle.parameters()}
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     stray = [n for n, p in trainable if id(p) not in edit_ids]
     if stray or not trainable:
@@ -661,11 +658,19 @@ def _check_trainable(model: torch.nn.Module, edit) -> int:
     return sum(p.numel() for _, p in trainable)
 
 
-def _base_fingerprint(model: torch.nn.Module) -> tuple:
-    """Names, shapes and a checksum of the base model's parameters (LoFiT restore check)."""
+def _base_params(model: torch.nn.Module, handle) -> int:
+    """The base model's parameter count (without the handle's), for the report's percent."""
+    own = {id(p) for p in handle.parameters()} if handle is not None else set()
+    return sum(p.numel() for p in model.parameters() if id(p) not in own)
+
+
+def _base_fingerprint(model: torch.nn.Module, handle) -> tuple:
+    """Names, shapes and a checksum of the base model's parameters (not ``handle``'s): the
+    check that removing an earlier stage's edit restored the base model."""
+    own = {id(p) for p in handle.parameters()} if handle is not None else set()
     items = [
         (n, tuple(p.shape), float(p.detach().float().sum()))
         for n, p in model.named_parameters()
-        if not n.startswith("head_edit.")
+        if id(p) not in own
     ]
     return tuple(items)

@@ -1,4 +1,4 @@
-"""Learning-rate schedules (per optimizer step) and the gate-penalty weight schedules.
+"""Learning-rate schedules (per optimizer step); the gate-penalty weight is JoLA's (methods/jola.py).
 
 Every learning-rate schedule is a multiplier of the peak rate ``lr0``, evaluated at the 0-based
 optimizer step, and used through ``torch.optim.lr_scheduler.LambdaLR`` (the Trainer steps it after
@@ -25,9 +25,6 @@ The schedule object keeps its state (the adaptive multiplier) in plain attribute
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-
-import torch
 
 
 class LRSchedule:
@@ -98,58 +95,3 @@ class LRSchedule:
             self.stalled_epochs = 0
             return True
         return False
-
-
-def gate_weight(
-    name: str,
-    step: int,
-    total_steps: int,
-    fixed: float = 0.1,
-    cyclic_start: float | None = None,
-) -> float:
-    """The reference code's gate-penalty weight ``lambda_t`` at train step ``step``.
-
-    The reference penalty is ``lambda_t * P_add + (1 - lambda_t) * P_mul``. ``t`` counts optimizer
-    steps of training only; the reference code counted every ``compute_loss`` call, evaluation
-    batches included, so its ``lambda_t`` decayed faster (documented in docs/training.md).
-
-    - ``fixed``: ``fixed`` (0.1, the reference's starting value, unless configured);
-    - ``expon``: ``0.1 * exp(-0.01 t)``;
-    - ``linear``: from 0 to 0.2 over the run's ``total_steps``;
-    - ``cyclic``: ``0.5 + 0.5 * sin(2 pi t / 20)``; at step 0 ``cyclic_start`` when given (the
-      reference code starts its cyclic weight at 0.1, not at the formula's 0.5).
-    """
-    if name == "fixed":
-        return fixed
-    if name == "expon":
-        return 0.1 * math.exp(-0.01 * step)
-    if name == "linear":
-        return 0.2 * min(1.0, step / max(1, total_steps))
-    if name == "cyclic":
-        if step == 0 and cyclic_start is not None:
-            return cyclic_start
-        return 0.5 + 0.5 * math.sin(2 * math.pi * step / 20)
-    raise ValueError(f"unknown gate schedule {name!r}")
-
-
-def reference_penalty(
-    penalty: Callable[[float], torch.Tensor],
-    schedule: str,
-    total_steps: int,
-    cyclic_start: float | None = None,
-    skip_at_zero: bool = False,
-) -> Callable[[int], torch.Tensor]:
-    """step -> the reference penalty form's term: ``penalty(lambda_t)`` with ``lambda_t`` from
-    ``gate_weight``. ``skip_at_zero``: no penalty at all (a zero) on steps where ``lambda_t``
-    is exactly 0, as the reference code's ``if lambda != 0`` guard does (its ``linear`` weight at
-    step 0, ``cyclic`` at steps 15, 35, ...); the formula alone would still apply the
-    multiplicative-gate term ``(1 - lambda_t) * P_mul`` there.
-    """
-
-    def at(step: int) -> torch.Tensor:
-        lam = gate_weight(schedule, step, total_steps, cyclic_start=cyclic_start)
-        if skip_at_zero and lam == 0.0:
-            return torch.zeros(())
-        return penalty(lam)
-
-    return at

@@ -3,8 +3,8 @@
 The Trainer's checkpoint (``edit_params.safetensors``, ``optimizer.pt``, ``scheduler.pt``,
 ``rng_state.pth``, ``trainer_state.json``) resumes the optimisation; ``run_state.json`` and
 ``best_edit.safetensors`` resume everything around it: the per-epoch metrics, the
-early-stopping counter, the best epoch's edit tensors, the cost so far and, for LoFiT, the
-stage-1 summary (its metrics and selected heads).
+early-stopping counter, the best epoch's edit tensors, the cost so far and what earlier stages
+of the method handed on (LoFiT: stage 1's metrics and selected heads).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ BEST_EDIT_FILE = "best_edit.safetensors"
 class RunState:
     """What a resumed run needs beyond the Trainer's state."""
 
-    stage: str = "main"  # "main" (JoLA), "stage1"/"stage2" (LoFiT)
+    stage: str = "main"  # the method's stage name (``methods.base.Stage.name``)
     history: list[dict] = field(default_factory=list)  # one metrics dict per finished epoch
     best_value: float | None = None
     best_epoch: int = 0
@@ -33,7 +33,9 @@ class RunState:
     finished: bool = False  # test evaluation done (final checkpoint)
     wall_s: float = 0.0  # training wall seconds so far (a resumed process adds its own)
     tokens: int = 0  # training tokens (non-padding) so far
-    stage1: dict = field(default_factory=dict)  # LoFiT: s1_* metrics and "heads"
+    # what earlier stages handed on: their prefixed "metrics", "cost", and the method's own keys
+    # (LoFiT: "heads")
+    carry: dict = field(default_factory=dict)
     best_state: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
     def improved(self, value: float, higher_is_better: bool) -> bool:

@@ -54,12 +54,19 @@ def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor])
 class EditTrainerMixin:
     """Mixin for a TRL trainer over a model whose only trainable parameters are the edit's.
 
-    Set after construction: ``penalty_fn`` (global step -> penalty tensor, already weighted, or
-    None for no penalty) and ``lr_schedule`` (a ``schedules.LRSchedule``).
+    Built with ``plan``: ``plan(num_train_rows) -> (lr_schedule, penalty_fn)``, called once the
+    trainer has prepared (and length-filtered) its training rows; ``lr_schedule`` is a
+    ``schedules.LRSchedule``, ``penalty_fn`` maps the global step to the weighted penalty tensor
+    (None: no penalty).
     """
 
     penalty_fn: Callable[[int], torch.Tensor] | None = None
     lr_schedule = None
+
+    def __init__(self, *args, plan: Callable | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if plan is not None:
+            self.lr_schedule, self.penalty_fn = plan(len(self.train_dataset))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)

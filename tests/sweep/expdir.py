@@ -21,7 +21,8 @@ def read_trials(exp_dir) -> list[dict]:
         out.append(
             {
                 "dir": d,
-                "params": json.loads(params.read_text()),
+                # Ray's grid axis wraps the trial's dict: {"trial": {...}}
+                "params": json.loads(params.read_text())["trial"],
                 "rows": rows,
                 "error": error.read_text() if error.exists() else None,
             }

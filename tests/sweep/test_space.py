@@ -25,10 +25,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 # name -> (tasks, seeds, models, trained methods, extra-axis product, configs, zero-shot?)
 SHIPPED_GRIDS = {
-    "commonsense": (8, 3, 2, 2, 1, 5, True),
-    "mmlu_pro": (14, 3, 2, 2, 1, 5, True),
-    "gem": (4, 3, 2, 2, 1, 5, True),
-    "lofit": (4, 3, 2, 2, 1, 5, True),
+    "commonsense": (8, 3, 2, 3, 1, 5, True),
+    "mmlu_pro": (14, 3, 2, 3, 1, 5, True),
+    "gem": (4, 3, 2, 3, 1, 5, True),
+    "lofit": (4, 3, 2, 3, 1, 5, True),
     "data_size": (3, 3, 1, 1, 5, 5, True),
     "model_size": (8, 3, 4, 1, 1, 5, True),
 }
@@ -79,10 +79,11 @@ def test_paper_spaces_cover_the_26_tasks_and_both_models():
 
 def test_five_configs_span_lr_and_include_paper_and_reference_profiles():
     space = load_space("commonsense")
-    assert len(space.configs) == 5
-    lrs = [c["lr"] for c in space.configs]
+    configs = space.configs["jola"]
+    assert len(configs) == 5
+    lrs = [c["lr"] for c in configs]
     assert max(lrs) / min(lrs) >= 10
-    as_tuples = {(c["lr"], c["lr_schedule"], c["profile"]) for c in space.configs}
+    as_tuples = {(c["lr"], c["lr_schedule"], c["profile"]) for c in configs}
     assert (5e-4, "exponential", "paper") in as_tuples
     assert (5e-3, "cosine", "reference-code") in as_tuples
 
@@ -229,7 +230,7 @@ def test_fingerprint_is_stable_and_changes_with_the_grid():
 def test_dry_run_prints_grid_and_exits_2_on_errors(tmp_path, capsys):
     assert main(["sweep", "commonsense", "--dry-run", "--storage-path", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "grid size: 528 trials" in out
+    assert "grid size: 768 trials" in out  # 8 x 3 x 2 x (3 methods x 5 configs + zero-shot)
     assert "tasks   (8): arc_c" in out
     assert f"experiment directory: {tmp_path}/commonsense" in out
     bad = tmp_path / "bad.yaml"
@@ -253,6 +254,78 @@ def test_demo_space_is_small_and_on_demo_tasks():
     space = load_space("demo")
     assert all(t.startswith("demo_") for t in space.tasks)
     assert len(space.tasks) >= 2 and len(space.seeds) == 2
-    assert set(space.methods) == {"jola", "zero_shot"} and len(space.configs) == 5
+    assert set(space.methods) == {"jola", "lora", "zero_shot"} and len(space.configs["jola"]) == 5
+    assert len(space.configs["lora"]) == 2  # the demo's LoRA row
     assert space.models == ("tiny-demo",)
     assert json.loads(json.dumps(space.trials()))  # plain data, JSON-able
+
+
+def test_per_method_configs_name_only_their_methods_settings():
+    raw = small_space(
+        methods=["jola", "lora", "zero_shot"],
+        configs={
+            "jola": [{"name": "a", "lr": 0.01, "jola": {"temperature": 0.5}}],
+            "lora": [{"name": "l1", "lora.r": 4}, {"name": "l2", "lora": {"r": 8}, "lr": 0.1}],
+        },
+        fixed={"epochs": 3, "jola.parts": "add", "lora.dropout": 0.0},
+    )
+    space = parse_space(raw, "inline")
+    trials = space.trials()
+    by_method = {}
+    for t in trials:
+        by_method.setdefault(t["method"], set()).add(t["hp"]["config_name"])
+    assert by_method == {"jola": {"a"}, "lora": {"l1", "l2"}, "zero_shot": {"zero_shot"}}
+    lora = next(t for t in trials if t["hp"]["config_name"] == "l2")
+    assert lora["hp"] == {"config_name": "l2", "lora.r": 8, "lr": 0.1}
+    assert lora["fixed"] == {"epochs": 3, "lora.dropout": 0.0}  # jola.parts is jola's only
+    jola = run_config_dict(next(t for t in trials if t["method"] == "jola"))
+    assert jola["jola.temperature"] == 0.5 and jola["jola.parts"] == "add"
+    assert len(trials) == 2 * 2 * (1 + 2 + 1)
+
+
+def test_per_method_config_errors_are_listed_at_once():
+    raw = small_space(
+        methods=["jola", "lora"],
+        configs={
+            "jola": [{"name": "a", "lora.r": 4}],
+            "lofit": [{"name": "b"}],
+        },
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_space(raw, "inline")
+    msg = str(info.value)
+    assert "configs.jola[0] (a).lora.r: is a setting of lora" in msg
+    assert "configs.lofit: method 'lofit' is not in methods" in msg
+    assert "no configurations for method 'lora'" in msg
+
+
+def test_a_shared_list_may_not_name_one_methods_settings_when_several_train():
+    raw = small_space(methods=["jola", "lora"], configs=[{"name": "a", "lora.r": 4}])
+    with pytest.raises(ConfigError, match=r"configs \(for jola\)\[0\] \(a\).lora.r"):
+        parse_space(raw, "inline")
+
+
+def test_bad_method_settings_name_the_trial_config_and_field():
+    raw = small_space(methods=["lora"], configs=[{"name": "l1", "lora.r": 0, "lora.dropuot": 0.1}])
+    with pytest.raises(ConfigError) as info:
+        parse_space(raw, "inline")
+    msg = str(info.value)
+    assert "config l1: lora.r: must be >= 1, got 0" in msg
+    assert "lora.dropuot: unknown field (did you mean lora.dropout" in msg
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_search_spaces(tmp_path):
+    """`pip install` of the wheel, then `jola-ray sweep demo`, works outside a checkout."""
+    import zipfile
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation",
+         "-q", "-w", str(tmp_path)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {p.name for p in (REPO / "search_spaces").glob("*.yaml")}
+    assert shipped and {f"jola_ray/search_spaces/{n}" for n in shipped} <= names
+    assert "jola_ray/methods/registry.py" in names and "jola_ray/methods/catalog.py" in names

@@ -128,22 +128,26 @@ def test_failed_trial_is_retried_from_its_checkpoint(ray_cluster, tmp_path):
     assert [r["start_epoch"] for r in t["rows"]] == [1, 1, 3, 3, 3]
 
 
-def test_failing_trials_are_recorded_and_the_sweep_goes_on(ray_cluster, tmp_path, capsys):
+def test_failing_trials_are_recorded_and_the_sweep_goes_on(
+    ray_cluster, tmp_path, capsys, monkeypatch
+):
+    import functools
+
+    import jola_ray.sweep.runner as runner
+    import jola_ray.sweep.space as space_module
+
     space_file = tmp_path / "space.yaml"
     space_file.write_text(yaml.safe_dump(stub_space(name="bad")))
-    rc = main(
-        [
-            "sweep",
-            str(space_file),
-            "--storage-path",
-            str(tmp_path),
-            "--run-fn",
-            "sweep_stubs.bad_run",
-            "--make-config",
-            "sweep_stubs.identity",
-            "--no-registry-check",
-        ]
+    # the stubs are injected here; the production CLI has no flags for them
+    monkeypatch.setattr(
+        space_module, "load_space", functools.partial(space_module.load_space, check_registry=False)
     )
+    monkeypatch.setattr(
+        runner,
+        "run_sweep",
+        functools.partial(runner.run_sweep, run_fn="sweep_stubs.bad_run", **STUBS),
+    )
+    rc = main(["sweep", str(space_file), "--storage-path", str(tmp_path)])
     assert rc == 1
     out = capsys.readouterr().out
     assert "2 finished, 0 pruned, 2 errored" in out

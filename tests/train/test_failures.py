@@ -12,7 +12,7 @@ def test_out_of_memory_names_the_batch_size_and_model(tiny_cfg, monkeypatch):
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(run_module, "_jola", oom)
+    monkeypatch.setattr(run_module, "_recipe", oom)
     # importing the module rebinds the package's ``run``; it must stay callable
     from jola_ray.train import run
 

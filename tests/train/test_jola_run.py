@@ -18,7 +18,7 @@ EPOCH_KEYS = {
     "dev_accuracy",
     "dev_score",
     "open_gate_fraction",
-    "lr",
+    "train_lr",
     "run_status",
 }
 FINAL_KEYS = EPOCH_KEYS | {
@@ -96,7 +96,9 @@ def test_jola_run_reports_each_epoch_and_writes_the_final_files(tiny_cfg, record
 
 
 def test_early_stopping_keeps_the_best_epochs_edit(tiny_cfg, recorder):
-    cfg = tiny_cfg("es", epochs=4, patience=1, penalty_form="reference", gate_schedule="expon")
+    cfg = tiny_cfg(
+        "es", epochs=4, patience=1, **{"jola.penalty": "reference", "jola.gate_schedule": "expon"}
+    )
     rec = recorder()
     metrics = run(cfg, report=rec)
     epochs = [c[0] for c in rec.calls[:-1]]

@@ -12,7 +12,9 @@ from jola_ray.train import run
 
 
 def test_lofit_two_stages_train_biases_on_the_top_k_heads(tiny_cfg, recorder):
-    cfg = tiny_cfg("lofit", method="lofit", lofit_top_k=3, lofit_l1_lambda=1e-3, patience=0)
+    cfg = tiny_cfg(
+        "lofit", method="lofit", patience=0, **{"lofit.top_k": 3, "lofit.l1_lambda": 1e-3}
+    )
     rec = recorder()
     metrics = run(cfg, report=rec)
     # only stage 2 reports per epoch; each report carries the stage-1 summary
@@ -100,7 +102,7 @@ def _preference_splits():
 def test_dpo_training_for_preference_tasks(tiny_cfg, recorder, method):
     task = dataclasses.replace(get_task("truthfulqa"), name="tiny_tqa")
     assert task.training == "dpo"
-    cfg = tiny_cfg("dpo", method=method, lofit_top_k=2, patience=0, dpo_beta=0.5)
+    cfg = tiny_cfg("dpo", method=method, patience=0, dpo_beta=0.5, **{"lofit.top_k": 2})
     rec = recorder()
     metrics = run(cfg, report=rec, task=task, splits=_preference_splits())
     assert {"dev_mc1", "dev_mc2", "test_mc1", "test_mc2", "s1_dev_loss"} <= set(metrics)
@@ -112,7 +114,7 @@ def test_dpo_training_for_preference_tasks(tiny_cfg, recorder, method):
 
 
 def test_lofit_resumes_in_stage_two_without_rerunning_stage_one(tiny_cfg, recorder):
-    opts = dict(method="lofit", lofit_top_k=2, patience=0, select_metric="dev_loss")
+    opts = {"method": "lofit", "lofit.top_k": 2, "patience": 0, "select_metric": "dev_loss"}
     full = recorder()
     full_metrics = run(tiny_cfg("full", **opts), report=full)
     cut = recorder(fail_after=1)

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from jola_ray.train.schedules import LRSchedule, gate_weight
+from jola_ray.methods.jola import gate_weight
+from jola_ray.train.schedules import LRSchedule
 
 
 def test_exponential_after_one_warmup_epoch():
@@ -64,8 +65,8 @@ def test_reference_code_guard_and_cyclic_start():
     reference-code profile does both, the paper profile follows the formula."""
     import torch
 
+    from jola_ray.methods.jola import reference_penalty
     from jola_ray.train.config import profile_defaults
-    from jola_ray.train.schedules import reference_penalty
 
     assert gate_weight("cyclic", 0, 200) == pytest.approx(0.5)
     assert gate_weight("cyclic", 0, 200, cyclic_start=0.1) == 0.1
@@ -82,5 +83,36 @@ def test_reference_code_guard_and_cyclic_start():
     assert float(cyclic(0)) == pytest.approx(0.1 * 2 + 0.9 * 3)
     assert float(cyclic(15)) == 0.0 and float(cyclic(35)) == 0.0
     ref, paper = profile_defaults("reference-code"), profile_defaults("paper")
-    assert (ref["gate_cyclic_start"], ref["gate_skip_at_zero"]) == (0.1, True)
-    assert (paper["gate_cyclic_start"], paper["gate_skip_at_zero"]) == (None, False)
+    assert (ref["jola.gate_cyclic_start"], ref["jola.gate_skip_at_zero"]) == (0.1, True)
+    assert (paper["jola.gate_cyclic_start"], paper["jola.gate_skip_at_zero"]) == (None, False)
+
+
+def test_jola_method_applies_the_guard_and_cyclic_start_from_its_settings():
+    """The JoLA method's penalty reads ``jola.gate_skip_at_zero`` / ``jola.gate_cyclic_start``:
+    the handle's penalty equals the edit's own reference penalty at the weight they give."""
+    from jola_ray.methods import registry
+    from jola_ray.methods.base import StageContext
+    from jola_ray.tiny import build_tiny
+
+    jola = registry.get("jola")
+
+    def value(t) -> float:
+        return float(t.detach())
+
+    def handle(**settings):
+        model, _ = build_tiny("llama", seed=0)
+        cfg, problems = jola.build_config({"penalty": "reference", **settings})
+        assert not problems
+        (stage,) = jola.stages(cfg)
+        return stage.attach(StageContext(model, cfg, seed=0, carry={}))
+
+    plain = handle(gate_schedule="linear")
+    assert value(plain.penalty(0, 100)) == pytest.approx(value(plain.edit.penalty(0.0)))
+    assert value(plain.penalty(0, 100)) > 0  # the formula's (1 - 0) * P_mul term
+    guarded = handle(gate_schedule="linear", gate_skip_at_zero=True)
+    assert value(guarded.penalty(0, 100)) == 0.0
+    assert value(guarded.penalty(50, 100)) == pytest.approx(value(guarded.edit.penalty(0.1)))
+    cyclic = handle(gate_schedule="cyclic", gate_cyclic_start=0.1)
+    assert value(cyclic.penalty(0, 100)) == pytest.approx(value(cyclic.edit.penalty(0.1)))
+    _, problems = jola.build_config({"gate_cyclic_start": 2})
+    assert problems and "jola.gate_cyclic_start" in problems[0]

@@ -1,4 +1,7 @@
-"""``jola-ray params``: how many parameters an edit trains on a model, without its weights.
+"""``jola-ray params``: how many parameters a method trains on a model, without its weights.
+
+Any registered method (``--method``), with its settings as flags (``--lofit.top_k 3``,
+``--lora.r 16``); the count is the method module's own (``Method.count``).
 
 The model is built from its config on the meta device, so a 70B config answers in seconds.
 MODEL is a hub id (from the local cache when HF_HUB_OFFLINE is set), a local model directory,
@@ -18,21 +21,22 @@ from jola_ray.errors import JolaRayError, UnsupportedModelError
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "params",
-        help="count an edit's trainable parameters on a model (no weights loaded)",
+        help="count a method's trainable parameters on a model (no weights loaded)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--model", required=True, help="hub id, model dir, config.json or tiny-<arch>"
     )
-    parser.add_argument("--method", choices=("jola", "lofit"), default="jola")
-    parser.add_argument(
-        "--top-k",
-        dest="top_k",
-        type=int,
-        default=None,
-        help="LoFiT stage-2 heads (default: 10%% of all heads)",
-    )
+    from jola_ray.methods import registry
+    from jola_ray.settings import add_setting_flags
+
+    names = [n for n in registry.names() if registry.get(n).count is not None]
+    parser.add_argument("--method", choices=names, default=names[0] if names else None)
+    specs = {
+        f"{m.name}.{name}": f for m in registry.all_methods() for name, f in m.fields().items()
+    }
+    add_setting_flags(parser, specs, {})
     parser.set_defaults(func=run_params)
 
 
@@ -72,17 +76,29 @@ def load_model_config(spec: str):
         raise JolaRayError(f"cannot load model config {spec!r}: {hint} ({err})") from None
 
 
-def describe(spec: str, method: str, top_k: int | None) -> dict:
-    """The numbers ``params`` prints, as a dict (also handy for tests and notebooks)."""
-    from jola_ray.editing.configs import JoLAConfig, LoFiTConfig, default_top_k
-    from jola_ray.editing.edit import build_meta_model, count_edit_params
-    from jola_ray.editing.sites import find_head_sites, geometry_of, text_config
+def describe(spec: str, method: str, method_settings: dict | None = None) -> dict:
+    """The numbers ``params`` prints, as a dict (also handy for tests and notebooks).
 
+    ``method_settings``: the method's settings by bare name (``{"top_k": 3}``)."""
+    from jola_ray.editing.edit import build_meta_model
+    from jola_ray.editing.sites import find_head_sites, geometry_of, text_config
+    from jola_ray.errors import ConfigError
+    from jola_ray.methods import registry
+
+    m = registry.get(method)
+    cfg, problems = m.build_config(method_settings or {})
+    if problems:
+        raise ConfigError("; ".join(problems), problems)
     config = load_model_config(spec)
     model = build_meta_model(config)
     g = geometry_of(model, find_head_sites(model))
     base = sum(p.numel() for p in model.parameters())
-    out = {
+    counted = m.count(model, cfg)
+    extra = {}
+    if isinstance(counted, dict):  # a method with stages reports each: {"trainable_params", ...}
+        extra = {k: v for k, v in counted.items() if k != "trainable_params"}
+        counted = counted["trainable_params"]
+    return {
         "model": spec,
         "model_type": g.model_type,
         "layers": g.num_layers,
@@ -91,21 +107,15 @@ def describe(spec: str, method: str, top_k: int | None) -> dict:
         "head_dim": g.head_dim,
         "base_params": base,
         "method": method,
+        "trainable_params": int(counted),
+        **extra,
     }
-    if method == "jola":
-        out["trainable_params"] = count_edit_params(model, JoLAConfig())
-    else:
-        k = top_k or default_top_k(g.num_layers, g.num_heads)
-        if not 0 < k <= g.total_heads:
-            raise JolaRayError(f"--top-k: expected 1..{g.total_heads}, got {k}")
-        out["top_k"] = k
-        out["stage1_params"] = count_edit_params(model, LoFiTConfig(stage="scale"))
-        out["trainable_params"] = count_edit_params(model, LoFiTConfig(stage="bias", top_k=k))
-    return out
 
 
 def run_params(args) -> int:
-    info = describe(args.model, args.method, args.top_k)
+    prefix = f"{args.method}."
+    chosen = {k[len(prefix) :]: v for k, v in vars(args).items() if k.startswith(prefix)}
+    info = describe(args.model, args.method, chosen)
     share = 100.0 * info["trainable_params"] / max(info["base_params"], 1)
     print(f"model       {info['model']} ({info['model_type']})")
     print(
@@ -113,12 +123,23 @@ def run_params(args) -> int:
         f"(kv heads {info['kv_heads']}), head_dim {info['head_dim']}"
     )
     print(f"base params {info['base_params']:,}")
-    if info["method"] == "jola":
-        print(f"jola        {info['trainable_params']:,} trainable ({share:.4f}% of base)")
-    else:
-        print(f"lofit       stage 1 (scale, all heads): {info['stage1_params']:,} trainable")
-        print(
-            f"            stage 2 (bias, top {info['top_k']} heads): "
-            f"{info['trainable_params']:,} trainable ({share:.4f}% of base)"
-        )
+    print(f"{info['method']:<11} {info['trainable_params']:,} trainable ({share:.4f}% of base)")
+    for key, value in info.items():
+        if key not in _SHOWN:
+            print(
+                f"            {key}: {value:,}" if isinstance(value, int) else f"  {key}: {value}"
+            )
     return 0
+
+
+_SHOWN = (
+    "model",
+    "model_type",
+    "layers",
+    "heads",
+    "kv_heads",
+    "head_dim",
+    "base_params",
+    "method",
+    "trainable_params",
+)

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from jola_ray.editing.commands import register
 from jola_ray.errors import JolaRayError
+from jola_ray.methods.commands import register
 
 
 def _run(argv):
@@ -28,11 +28,11 @@ def test_params_bare_config_json_lofit(tmp_path, capsys):
 
     path = tmp_path / "config.json"
     path.write_text(json.dumps(tiny_config("qwen2").to_dict()))
-    assert _run(["params", "--model", str(path), "--method", "lofit", "--top-k", "3"]) == 0
+    assert _run(["params", "--model", str(path), "--method", "lofit", "--lofit.top_k", "3"]) == 0
     out = capsys.readouterr().out
     assert "(qwen2)" in out
-    assert "stage 1 (scale, all heads): 64 trainable" in out
-    assert "stage 2 (bias, top 3 heads): 24 trainable" in out
+    assert "stage1_params: 64" in out  # stage 1: scale vectors on all heads
+    assert "lofit       24 trainable" in out  # stage 2: biases on the top 3 heads
 
 
 def test_params_offline_hub_id_is_a_clear_error(tmp_path, monkeypatch):
@@ -51,5 +51,5 @@ def test_params_bad_inputs(tmp_path):
     bad.write_text(json.dumps({"hidden_size": 8}))
     with pytest.raises(JolaRayError, match="no `model_type`"):
         _run(["params", "--model", str(bad)])
-    with pytest.raises(JolaRayError, match="--top-k"):
-        _run(["params", "--model", "tiny-llama", "--method", "lofit", "--top-k", "99"])
+    with pytest.raises(JolaRayError, match="lofit.top_k"):
+        _run(["params", "--model", "tiny-llama", "--method", "lofit", "--lofit.top_k", "99"])
