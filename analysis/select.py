@@ -49,15 +49,15 @@ def select_configs(trials: pd.DataFrame, axes: list[str] | None = None) -> pd.Da
     """One row per (axes, expected seed): the selected trial, or why there is none.
 
     Columns: the axes, ``seed``, ``selected`` (bool), ``config_name``, ``trial_dir``,
-    ``best_dev_score``, the test metrics, ``trainable_params``, ``num_selected_heads``, and the
+    ``best_dev_score``, the test metrics, ``trainable_params``, ``num_selected_heads``,
+    ``best_epoch``, ``trial_path`` (where the per-epoch rows and checkpoints are), and the
     seed's trial counts ``n_trials`` and ``n_<status>``; ``reason`` says why nothing was selected.
     """
     axes = axes or analysis_axes(trials)
     cell_axes = [a for a in axes if a != "method"]
     tests = tested_metrics(trials)
-    carry = [
-        c for c in ("trainable_params", "base_params", "num_selected_heads") if c in trials.columns
-    ]
+    carry = ("trainable_params", "base_params", "num_selected_heads", "best_epoch", "trial_path")
+    carry = [c for c in carry if c in trials.columns]
     expected = {
         key: sorted(set(group["seed"]), key=_sort_key)
         for key, group in trials.groupby(cell_axes, sort=False, dropna=False)
