@@ -35,6 +35,12 @@ class JoLASettings:
         "which JoLA vectors are edited (add/mul: the ablations)",
         choices=("both", "add", "mul"),
     )
+    gates: str = setting(
+        "two",
+        "gates per head: two (one per part), shared (one for both parts) or none (edit always "
+        "on, no penalty): the gate ablations",
+        choices=("two", "shared", "none"),
+    )
     layers: list[int] | None = setting(None, "layers to edit (None: all)", kind="int_list", ge=0)
     heads: list[int] | None = setting(
         None, "heads edited in every edited layer (None: all)", kind="int_list", ge=0
@@ -74,6 +80,7 @@ def edit_config(cfg: JoLASettings, seed: int | None):
         gate_lambda=cfg.gate_lambda,
         penalty=cfg.penalty,
         parts=cfg.parts,
+        gates=cfg.gates,
         layers=tuple(cfg.layers) if cfg.layers else None,
         heads=tuple(cfg.heads) if cfg.heads else None,
         per_example_gates=cfg.per_example_gates,
