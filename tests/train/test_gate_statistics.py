@@ -23,3 +23,18 @@ def test_epoch_reports_open_gates_per_part_and_layer(tiny_cfg, recorder):
     for part in ("add", "mul"):
         opened = [float(r[f"gate_{part}"]) > 0 for r in rows if r["layer"] == "1"]
         assert abs(best[f"open_gate_fraction_{part}_l1"] - sum(opened) / len(opened)) < 1e-9
+
+
+def test_gate_ablations_run_and_count(tiny_cfg, recorder):
+    """``jola.gates`` reaches the edit: 2 layers x (2 parts x 4 heads x 8 dims + gates)."""
+    for gates, n_gates in (("shared", 4), ("none", 0)):
+        rec = recorder()
+        metrics = run(
+            tiny_cfg(name=gates, patience=0, epochs=1, **{"jola.gates": gates}), report=rec
+        )
+        assert metrics["trainable_params"] == 2 * (2 * 4 * 8 + n_gates)
+        first = rec.calls[0][0]
+        if gates == "none":
+            assert first["train_penalty"] == 0 and first["open_gate_fraction_mul_l0"] == 1.0
+        else:
+            assert first["open_gate_fraction_add_l1"] == first["open_gate_fraction_mul_l1"]
