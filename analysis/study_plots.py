@@ -251,7 +251,8 @@ def gate_dynamics_plots(dynamics: pd.DataFrame, out_dir: str) -> list[str]:
                 color=f"C{i}",
                 label=f"{PART_LABELS[part]} gates ({seeds} seed{'s' * (seeds > 1)})",
             )
-            ax.fill_between(line["epoch"], mean - std, mean + std, color=f"C{i}", alpha=0.2, lw=0)
+            lo, hi = (mean - std).clip(lower=0), (mean + std).clip(upper=100)  # a share
+            ax.fill_between(line["epoch"], lo, hi, color=f"C{i}", alpha=0.2, lw=0)
         ax.set(
             xlabel="epoch",
             ylabel="open gates (%)",

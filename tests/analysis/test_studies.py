@@ -313,3 +313,30 @@ def test_head_count_curve(tmp_path, fake):
     assert table.header == ["Method", "lofit.top_k=2", "lofit.top_k=8"]
     assert [c.text for c in table.rows[0]] == ["LoFiT", _fmt([50.0, 54.0], 2), _fmt([60.0, 61.0])]
     assert os.path.getsize(tmp_path / "rep" / "plots" / "head_count_boolq.png") > 5000
+
+
+def test_model_size_curve_orders_models_by_size(tmp_path, fake):
+    """Models sort by the size in their names; zero-shot has its own value per model."""
+    root = tmp_path / "models"
+    root.mkdir()
+    scores = {("org/M-8B", 1): 70.0, ("org/M-8B", 2): 72.0, ("org/M-1B", 1): 50.0}
+    for (model, seed), acc in scores.items():
+        p = fake.params("boolq", seed, "jola", "c0", model=model)
+        fake.write_trial(
+            str(root), f"j{model[-2:]}{seed}", p, fake.finished_rows([1], {"accuracy": acc})
+        )
+        z = fake.params("boolq", seed, "zero_shot", None, epochs=None, model=model)
+        zs = [{"epoch": 0, "test_score": acc - 20, "run_status": "finished"}]
+        fake.write_trial(str(root), f"z{model[-2:]}{seed}", z, zs)
+    p = fake.params("boolq", 2, "jola", "c0", model="org/M-1B")
+    fake.write_trial(str(root), "j1B2", p, fake.epoch_rows([1]))  # pruned: a missing seed
+    rep = build_report([str(root)], out_dir=str(tmp_path / "rep"))
+    assert [s.slug for s in recognise(rep["trials"])] == ["model_size"]
+    [table] = [t for t in rep["tables"] if t.slug.startswith("model_size")]
+    assert table.header == ["Method", "model=org/M-1B", "model=org/M-8B"]
+    texts = [[c.text for c in row] for row in table.rows]
+    assert texts == [  # seed 2 ran on the 1B (a pruned trial), so it is expected of every method
+        ["Zero-shot", "30.0 (1/2)", _fmt([50.0, 52.0], 2)],
+        ["JoLA", "50.0 (1/2)", _fmt([70.0, 72.0], 2)],
+    ]
+    assert os.path.getsize(tmp_path / "rep" / "plots" / "model_size_boolq.png") > 5000
