@@ -310,3 +310,9 @@ class JoLASiteEdit(HeadEdit):
         from jola_ray.editing.jola import _COLUMNS
 
         return {k: [] for k in _COLUMNS}
+
+    def inspect(self):
+        """``HeadEdit.inspect``; without a head site an empty table whose ``selected`` is still
+        boolean (so ``table[table["selected"]]`` selects rows, not columns)."""
+        table = super().inspect()
+        return table.astype({"selected": bool}) if table.empty else table

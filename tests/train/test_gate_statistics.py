@@ -38,3 +38,12 @@ def test_gate_ablations_run_and_count(tiny_cfg, recorder):
             assert first["train_penalty"] == 0 and first["open_gate_fraction_mul_l0"] == 1.0
         else:
             assert first["open_gate_fraction_add_l1"] == first["open_gate_fraction_mul_l1"]
+
+
+def test_component_site_runs_end_to_end(tiny_cfg, recorder):
+    """``jola.site: ffn`` trains, tests and reports: 2 layers x (2 x hidden 32 + 2 gates)."""
+    rec = recorder()
+    metrics = run(tiny_cfg(name="ffn", patience=0, epochs=1, **{"jola.site": "ffn"}), report=rec)
+    assert metrics["trainable_params"] == 2 * (2 * 32 + 2)
+    assert metrics["num_selected_heads"] == 0  # no head is edited
+    assert {"open_gate_fraction_add_l0", "open_gate_fraction_mul_l1"} <= set(rec.calls[0][0])
