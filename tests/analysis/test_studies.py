@@ -340,3 +340,33 @@ def test_model_size_curve_orders_models_by_size(tmp_path, fake):
         ["JoLA", "50.0 (1/2)", _fmt([70.0, 72.0], 2)],
     ]
     assert os.path.getsize(tmp_path / "rep" / "plots" / "model_size_boolq.png") > 5000
+
+
+def test_separate_runs_of_one_setting_are_an_ablation(tmp_path, fake):
+    """Three experiments, each with a fixed jola.gates, loaded together: a gate ablation; a
+    setting that varies between one experiment's configurations is not an axis."""
+    dirs = []
+    for k, gates in enumerate(VARIANTS):
+        root = tmp_path / gates
+        root.mkdir()
+        dirs.append(str(root))
+        for seed in (1, 2):
+            p = fake.params("boolq", seed, "jola", "c0", **{"jola.gates": gates})
+            acc = 60.0 + 5 * k + seed
+            fake.write_trial(
+                str(root), f"{gates}{seed}", p, fake.finished_rows([1], {"accuracy": acc})
+            )
+    trials, epochs = load_experiments(dirs)
+    assert [s.slug for s in recognise(trials)] == ["gate_ablation"]
+    [table] = [
+        t for t in study_tables(select_configs(trials), trials, epochs) if t.slug == "gate_ablation"
+    ]
+    assert [[c.text for c in r][1:] for r in table.rows] == [
+        [v, _fmt([61.0 + 5 * k, 62.0 + 5 * k], 2)] for k, v in enumerate(VARIANTS)
+    ]
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for cfg, sched in (("c0", "cosine"), ("c1", "exponential")):
+        p = fake.params("boolq", 1, "jola", cfg, lr_schedule=sched)
+        fake.write_trial(str(mixed), cfg, p, fake.finished_rows([1], {"accuracy": 50.0}))
+    assert recognise(load_experiments([str(mixed)])[0]) == []
