@@ -30,7 +30,7 @@ import pandas as pd
 
 from analysis.select import extra_axes, seed_stats
 from analysis.tables import Cell, Table, axis_sort_key, axis_tables, format_cell
-from analysis.tasks import is_zero_shot, method_label, method_order, task_info
+from analysis.tasks import is_untuned, method_label, method_order, task_info
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ def variant_rows(selected: pd.DataFrame, study: Study) -> list[tuple[str, object
     out = []
     for method in method_order(selected["method"]):
         rows = selected[selected["method"] == method]
-        if is_zero_shot(method):
+        if is_untuned(method):
             out.append((method, None, rows))
             continue
         for value in ordered_values(rows[study.axis], study):
@@ -226,7 +226,7 @@ def schedule_spread(selected: pd.DataFrame, trials: pd.DataFrame, axis: str) -> 
     """
     keys = ["method", "model", "task", axis, *_other_axes(selected, trials, axis)]
     keys = list(dict.fromkeys(k for k in keys if k in trials.columns))
-    trained = trials[~trials["method"].map(is_zero_shot)]
+    trained = trials[~trials["method"].map(is_untuned)]
     rows = []
     for key, group in trained.groupby(keys, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)

@@ -33,16 +33,16 @@ from analysis.studies import (  # noqa: E402
     variant_rows,
 )
 from analysis.tables import axis_sort_key  # noqa: E402
-from analysis.tasks import is_zero_shot, method_label, method_order, task_info  # noqa: E402
+from analysis.tasks import is_untuned, method_label, method_order, task_info  # noqa: E402
 
 ZERO_SHOT_COLOUR = "0.35"
 
 
 def method_colours(methods) -> dict:
     """One colour per method, the same in every figure of a report (zero-shot grey)."""
-    trained = [m for m in method_order(methods) if not is_zero_shot(m)]
+    trained = [m for m in method_order(methods) if not is_untuned(m)]
     colours = {m: f"C{i % 10}" for i, m in enumerate(trained)}
-    colours.update({m: ZERO_SHOT_COLOUR for m in methods if is_zero_shot(m)})
+    colours.update({m: ZERO_SHOT_COLOUR for m in methods if is_untuned(m)})
     return colours
 
 
@@ -60,7 +60,7 @@ def curve_plots(selected: pd.DataFrame, study: Study, out_dir: str, colours: dic
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         for method in method_order(part["method"]):
             rows = part[part["method"] == method]
-            if is_zero_shot(method) and axis != "model":
+            if is_untuned(method) and axis != "model":
                 mean, std, n = seed_stats(_zero_shot_seeds(rows))
                 if n:
                     ax.axhline(
@@ -79,7 +79,7 @@ def curve_plots(selected: pd.DataFrame, study: Study, out_dir: str, colours: dic
                     es.append(0.0 if math.isnan(std) else std)
             if not xs:
                 continue
-            style = "--" if is_zero_shot(method) else "-"
+            style = "--" if is_untuned(method) else "-"
             ax.errorbar(
                 xs,
                 ys,
@@ -137,7 +137,7 @@ def variant_plots(
                 else f"{study.label} = {value}"
             )
             ax.bar(xs, ys, width=width * 0.95, yerr=es, capsize=3, color=f"C{i % 10}", label=label)
-        zs = part[part["method"].map(is_zero_shot)]
+        zs = part[part["method"].map(is_untuned)]
         first = True
         for j, task in enumerate(tasks):
             mean, _, n = (
@@ -150,7 +150,7 @@ def variant_plots(
                     j + 0.45,
                     colors=ZERO_SHOT_COLOUR,
                     linestyles="--",
-                    label="Zero-shot" if first else None,
+                    label=method_label(zs["method"].iloc[0]) if first else None,
                 )
                 first = False
         ax.set_xticks(range(len(tasks)), [task_info(t).label for t in tasks])

@@ -13,7 +13,7 @@ L, HIDDEN = 2, 32  # the tiny llama
 
 
 def _eval_gate(la) -> float:
-    return min(1.0, max(0.0, 1.2 / (1 + math.exp(-float(la))) - 0.1))
+    return min(1.0, max(0.0, 1.2 / (1 + math.exp(-float(la.detach()))) - 0.1))
 
 
 def _randomise(edit, seed=3):

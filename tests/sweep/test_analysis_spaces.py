@@ -32,7 +32,12 @@ def test_analysis_space_header_states_its_trials_and_commands(name):
     space = load_space(name)  # every error at once, the same check as --dry-run
     [count] = re.findall(r"= ([\d,]+) trials", header)
     assert space.grid_size() == int(count.replace(",", "")) == len(space.trials())
-    for needed in (f"jola-ray sweep {name}", f"jola-ray report /shared/ray_results/{name}", "Reproduces:", "--dry-run"):
+    for needed in (
+        f"jola-ray sweep {name}",
+        f"jola-ray report /shared/ray_results/{name}",
+        "Reproduces:",
+        "--dry-run",
+    ):
         assert needed in header, needed
     axis, section = ANALYSES[name]
     if axis == "models":
