@@ -300,7 +300,8 @@ def study_plots(
     """Every analysis figure the experiment holds (see ``studies.recognise``)."""
     colours = method_colours(set(selected["method"]))
     paths: list[str] = []
-    for study in recognise(trials):
+    scored = "test_score" in selected.columns  # no finished trial at all: no score figures
+    for study in recognise(trials) if scored else []:
         if study.kind == "curve":
             paths += curve_plots(selected, study, out_dir, colours)
         else:

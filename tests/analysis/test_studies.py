@@ -370,3 +370,15 @@ def test_separate_runs_of_one_setting_are_an_ablation(tmp_path, fake):
         p = fake.params("boolq", 1, "jola", cfg, lr_schedule=sched)
         fake.write_trial(str(mixed), cfg, p, fake.finished_rows([1], {"accuracy": 50.0}))
     assert recognise(load_experiments([str(mixed)])[0]) == []
+
+
+def test_an_ablation_without_any_finished_trial_still_reports(tmp_path, fake):
+    root = tmp_path / "none_finished"
+    root.mkdir()
+    for gates in ("two", "none"):
+        p = fake.params("boolq", 1, "jola", "c0", **{"jola.gates": gates})
+        p["jola.gates"] = gates
+        fake.write_trial(str(root), gates, p, fake.epoch_rows([10.0]))  # pruned
+    rep = build_report([str(root)], out_dir=str(tmp_path / "rep"))
+    [table] = [t for t in rep["tables"] if t.slug == "gate_ablation"]
+    assert [c.text for c in table.rows[0]] == ["JoLA", "two", "– (0/1)"]
