@@ -10,6 +10,7 @@ One colour per method across a report; in the ablation bars one colour per varia
 from __future__ import annotations
 
 import math
+import numbers
 
 import matplotlib
 
@@ -54,7 +55,7 @@ def curve_plots(selected: pd.DataFrame, study: Study, out_dir: str, colours: dic
     if axis not in selected.columns or selected[axis].nunique() < 2:
         return []
     values = sorted(selected[axis].dropna().unique(), key=axis_sort_key)
-    numeric = all(isinstance(v, (int, float)) for v in values)
+    numeric = all(isinstance(v, numbers.Number) and not isinstance(v, bool) for v in values)
     paths = []
     for task, part in selected.groupby("task", sort=True):
         fig, ax = plt.subplots(figsize=(6.4, 4.2))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import numbers
 import re
 from dataclasses import dataclass, field
 
@@ -258,8 +259,9 @@ def _value_text(value) -> str:
 
 
 def axis_sort_key(value):
-    """Numbers in order; model names by the size in them (``135M`` < ``1B`` < ``8b``), then name."""
-    if isinstance(value, (int, float)):
+    """Numbers in order (numpy's too: a column's values are numpy scalars); model names by the
+    size in them (``135M`` < ``1B`` < ``8b``), then name."""
+    if isinstance(value, numbers.Number) and not isinstance(value, bool):
         return (0, float(value), "")
     text = str(value)
     m = re.search(r"(\d+(?:\.\d+)?)\s*([mMbB])\b", text.replace("-", " ").replace("_", " "))

@@ -382,3 +382,17 @@ def test_an_ablation_without_any_finished_trial_still_reports(tmp_path, fake):
     rep = build_report([str(root)], out_dir=str(tmp_path / "rep"))
     [table] = [t for t in rep["tables"] if t.slug == "gate_ablation"]
     assert [c.text for c in table.rows[0]] == ["JoLA", "two", "– (0/1)"]
+
+
+def test_data_size_values_in_numeric_order(tmp_path, fake):
+    """16 < 32 < 128 as numbers (numpy scalars from the table), not as text."""
+    root = tmp_path / "sizes"
+    root.mkdir()
+    for size in (128, 16, 32):
+        p = fake.params("boolq", 1, "jola", "c0")
+        p["train_size"] = size
+        fake.write_trial(str(root), f"s{size}", p, fake.finished_rows([1], {"accuracy": size / 2}))
+    rep = build_report([str(root)], out_dir=str(tmp_path / "rep"), plots=False)
+    [table] = [t for t in rep["tables"] if t.slug.startswith("data_size")]
+    assert table.header == ["Method", "train_size=16", "train_size=32", "train_size=128"]
+    assert [c.text for c in table.rows[0]] == ["JoLA", "8.0", "16.0", "64.0"]
