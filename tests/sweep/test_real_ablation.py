@@ -24,7 +24,7 @@ def test_gate_ablation_sweep_reported_end_to_end(ray_cluster, tmp_path):
         "models": ["tiny-llama"],
         "methods": ["jola"],
         "axes": {"jola.gates": list(shipped.axes["jola.gates"])},
-        "configs": [dict(demo.configs[3])],
+        "configs": [dict(demo.configs["jola"][3])],
         "fixed": {**demo.fixed, "epochs": 2, "train_size": 8, "dev_size": 8, "test_size": 8},
         "scheduler": {"type": "fifo"},
         "resources": {"cpu": 1, "gpu": 0},
