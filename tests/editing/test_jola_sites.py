@@ -180,3 +180,17 @@ def test_count_on_the_real_llama_8b_config():
     # bias: q 4096 + k 1024 + v 1024 + o 4096 + gate 14336 + up 14336 + down 4096, 7 gates
     widths = 4096 + 1024 + 1024 + 4096 + 14336 + 14336 + 4096
     assert count_edit_params(config, JoLAConfig(site="bias")) == 32 * (widths + 7)
+
+
+def test_sites_on_a_bf16_model_keep_its_dtype(build, batch):
+    """fp32 edit parameters, activation-dtype arithmetic (as the head site)."""
+    model, _ = build("llama")
+    model.to(torch.bfloat16)
+    edit = apply_edit(model, JoLAConfig(site="heads+ffn+residual+bias", seed=0))
+    _randomise(edit)
+    assert all(p.dtype == torch.float32 for p in edit.parameters())
+    model.train()
+    logits = _run(model, batch)
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(logits.float()).all()
+    logits.float().sum().backward()
+    assert all(p.grad is not None for p in edit.parameters())
