@@ -123,7 +123,7 @@ def _slug(value) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "_", str(value)).strip("_")
 
 
-def _split(frame: pd.DataFrame, axes: list[str]):
+def split_by(frame: pd.DataFrame, axes: list[str]):
     """(where-text, slug suffix, part) per combination of ``axes`` (one group when empty)."""
     if not axes:
         yield "", "", frame
@@ -134,15 +134,16 @@ def _split(frame: pd.DataFrame, axes: list[str]):
         yield where, "_".join(_slug(v) for v in key), part
 
 
-def _other_axes(selected: pd.DataFrame, trials: pd.DataFrame, axis: str) -> list[str]:
+def other_axes(selected: pd.DataFrame, trials: pd.DataFrame, axis: str) -> list[str]:
     """The varying axes besides ``axis`` that split a study into several tables."""
     others = [a for a in ("model", *extra_axes(trials)) if a != axis]
     return [a for a in others if a in selected.columns and selected[a].nunique(dropna=True) > 1]
 
 
-def _zero_shot_seeds(rows: pd.DataFrame) -> pd.Series:
-    """Zero-shot's test score per seed: runs repeated for each axis value are averaged first
-    (the untouched model does not depend on a training setting), so no seed counts twice."""
+def untuned_seed_scores(rows: pd.DataFrame) -> pd.Series:
+    """An untuned method's (zero-shot's) test score per seed: runs repeated for each axis value
+    are averaged first (the untouched model does not depend on a training setting), so no seed
+    counts twice."""
     return rows.groupby("seed", sort=True)["test_score"].mean()
 
 
@@ -191,7 +192,7 @@ def variant_tables(selected: pd.DataFrame, trials: pd.DataFrame, study: Study) -
     configuration selected on dev, mean +- std over seeds; one table per value of the other
     varying axes (model, ...)."""
     tables = []
-    for where, suffix, part in _split(selected, _other_axes(selected, trials, study.axis)):
+    for where, suffix, part in split_by(selected, other_axes(selected, trials, study.axis)):
         tasks = sorted(set(part["task"]), key=lambda t: (task_info(t).order, t))
         header = ["Method", study.label, *(task_info(t).label for t in tasks)]
         if len(tasks) > 1:
@@ -204,7 +205,7 @@ def variant_tables(selected: pd.DataFrame, trials: pd.DataFrame, study: Study) -
             for task in tasks:
                 at = rows[rows["task"] == task]
                 if value is None:  # zero-shot: one score per seed
-                    seeds = _zero_shot_seeds(at)
+                    seeds = untuned_seed_scores(at)
                     mean, std, n = seed_stats(seeds)
                     cells.append(Cell(format_cell(mean, std, n, at["seed"].nunique()), mean))
                 else:
@@ -224,7 +225,7 @@ def schedule_spread(selected: pd.DataFrame, trials: pd.DataFrame, axis: str) -> 
     over every finished trial (all seeds and configurations), ``all_total`` trials in all
     (pruned and errored ones have no test score and are counted, not used).
     """
-    keys = ["method", "model", "task", axis, *_other_axes(selected, trials, axis)]
+    keys = ["method", "model", "task", axis, *other_axes(selected, trials, axis)]
     keys = list(dict.fromkeys(k for k in keys if k in trials.columns))
     trained = trials[~trials["method"].map(is_untuned)]
     rows = []
@@ -252,8 +253,8 @@ def schedule_tables(selected: pd.DataFrame, trials: pd.DataFrame, study: Study) 
     spread = schedule_spread(selected, trials, study.axis)
     if spread.empty:
         return tables
-    others = [a for a in _other_axes(selected, trials, study.axis)]
-    for where, suffix, part in _split(spread, others):
+    others = other_axes(selected, trials, study.axis)
+    for where, suffix, part in split_by(spread, others):
         tasks = sorted(set(part["task"]), key=lambda t: (task_info(t).order, t))
         header = ["Method", study.label]
         for t in tasks:
@@ -396,14 +397,13 @@ def sparsity_tables(
     split = ["method", "model", *[a for a in extra_axes(trials) if a in per_trial.columns]]
     parts = [p for p in PARTS if "closed_" + p in per_trial.columns]
     tables = []
-    chosen_all = selected
     for key, part in per_trial.groupby(split, sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         where = dict(zip(split, key, strict=True))
-        mask = pd.Series(True, index=chosen_all.index)
+        mask = pd.Series(True, index=selected.index)
         for k, v in where.items():
-            mask &= chosen_all[k] == v
-        expected_rows = chosen_all[mask]
+            mask &= selected[k] == v
+        expected_rows = selected[mask]
         text = ", ".join(f"{k}={v}" for k, v in where.items() if k != "method")
         header = ["Task", *(f"Closed {PART_LABELS[p]} gates (%)" for p in parts)]
         if "num_selected_heads" in part.columns:

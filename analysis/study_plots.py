@@ -24,13 +24,13 @@ from analysis.select import seed_stats  # noqa: E402
 from analysis.studies import (  # noqa: E402
     PART_LABELS,
     Study,
-    _other_axes,
-    _split,
-    _zero_shot_seeds,
     gate_dynamics,
     ordered_values,
+    other_axes,
     recognise,
     schedule_spread,
+    split_by,
+    untuned_seed_scores,
     variant_rows,
 )
 from analysis.tables import axis_sort_key  # noqa: E402
@@ -62,7 +62,7 @@ def curve_plots(selected: pd.DataFrame, study: Study, out_dir: str, colours: dic
         for method in method_order(part["method"]):
             rows = part[part["method"] == method]
             if is_untuned(method) and axis != "model":
-                mean, std, n = seed_stats(_zero_shot_seeds(rows))
+                mean, std, n = seed_stats(untuned_seed_scores(rows))
                 if n:
                     ax.axhline(
                         mean,
@@ -116,7 +116,7 @@ def variant_plots(
     """Grouped bars per task: one bar per (method, variant), error bars of one std over seeds;
     zero-shot a dashed line over each task's bars."""
     paths = []
-    for where, suffix, part in _split(selected, _other_axes(selected, trials, study.axis)):
+    for where, suffix, part in split_by(selected, other_axes(selected, trials, study.axis)):
         tasks = sorted(set(part["task"]), key=lambda t: (task_info(t).order, t))
         series = [(m, v, r) for m, v, r in variant_rows(part, study) if v is not None]
         if not series:
@@ -142,7 +142,9 @@ def variant_plots(
         first = True
         for j, task in enumerate(tasks):
             mean, _, n = (
-                seed_stats(_zero_shot_seeds(zs[zs["task"] == task])) if not zs.empty else (0, 0, 0)
+                seed_stats(untuned_seed_scores(zs[zs["task"] == task]))
+                if not zs.empty
+                else (0, 0, 0)
             )
             if n:
                 ax.hlines(
@@ -178,8 +180,8 @@ def stability_plot(
     if spread.empty:
         return []
     paths = []
-    others = _other_axes(selected, trials, study.axis)
-    for where, suffix, part in _split(spread, others):
+    others = other_axes(selected, trials, study.axis)
+    for where, suffix, part in split_by(spread, others):
         tasks = sorted(set(part["task"]), key=lambda t: (task_info(t).order, t))
         series = [
             (m, v)
