@@ -19,7 +19,8 @@ the sum over the sites: the head site's own (``JoLAEdit.penalty``), and for each
 same two forms over its gates, ``gate_lambda: auto`` resolving to ``0.1 / (L * U**2)`` with U
 gates per layer and part (1 for ``ffn``/``residual``, the projections per layer for ``bias``).
 
-The decoder layers are those the head sites are found in (``sites._decoder_layers``).
+The sites are found by ``editing.sites`` (``find_ffn_sites``, ``find_residual_sites``,
+``find_linear_sites``: the same decoder layers as the head sites, any architecture).
 """
 
 from __future__ import annotations
@@ -34,11 +35,17 @@ from jola_ray.editing import gates
 from jola_ray.editing.base import HeadEdit
 from jola_ray.editing.configs import JoLAConfig
 from jola_ray.editing.jola import REFERENCE_LAMBDA_0, JoLAEdit
-from jola_ray.editing.sites import HeadGeometry, HeadSite, _decoder_layers, text_config
-from jola_ray.errors import ConfigError, UnsupportedModelError
+from jola_ray.editing.sites import (
+    HeadGeometry,
+    HeadSite,
+    find_ffn_sites,
+    find_linear_sites,
+    find_residual_sites,
+    hidden_size_of,
+)
+from jola_ray.errors import ConfigError
 
 SITES = ("heads", "ffn", "residual", "bias")
-_FFN_NAMES = ("mlp", "feed_forward", "ffn")
 
 
 def site_names(site: str) -> list[str]:
@@ -46,46 +53,27 @@ def site_names(site: str) -> list[str]:
     return str(site).split("+")
 
 
-def _layer_modules(model: nn.Module) -> nn.ModuleList:
-    tcfg = text_config(model.config)
-    found = _decoder_layers(model, getattr(tcfg, "num_hidden_layers", None))
-    if found is None:
-        raise UnsupportedModelError(
-            f"cannot edit model type {getattr(tcfg, 'model_type', '?')!r}: no decoder-layer list"
-        )
-    return found[1]
-
-
-def _ffn(layer: nn.Module, index: int, model_type: str) -> nn.Module:
-    for name in _FFN_NAMES:
-        block = getattr(layer, name, None)
-        if isinstance(block, nn.Module):
-            return block
-    raise UnsupportedModelError(
-        f"model type {model_type!r}: decoder layer {index} has no feed-forward block "
-        f"(looked for {', '.join(_FFN_NAMES)}); jola.site ffn needs one"
-    )
-
-
-def _linears(layer: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The linear projections of a decoder layer, in module order (4-bit layers included)."""
-    return [
-        (name, m)
-        for name, m in layer.named_modules()
-        if name
-        and isinstance(getattr(m, "in_features", None), int)
-        and isinstance(getattr(m, "out_features", None), int)
-    ]
-
-
 def _site_shapes(model: nn.Module, site: str, layers: list[int]) -> tuple[int, list[int]]:
     """(gates per layer U, widths of the units of a layer): ffn/residual one unit of hidden
     size; bias one unit per linear projection (its out_features)."""
     if site in ("ffn", "residual"):
-        hidden = getattr(text_config(model.config), "hidden_size", None)
-        return 1, [int(hidden)]
-    widths = [int(m.out_features) for _, m in _linears(_layer_modules(model)[layers[0]])]
+        return 1, [hidden_size_of(model)]
+    widths = [s.out_features for s in find_linear_sites(model, layers=[layers[0]])]
     return len(widths), widths
+
+
+def _targets(model: nn.Module, site: str, layers: list[int]) -> list[tuple[int, int, nn.Module]]:
+    """(layer, unit, module) to hook: the sites of ``editing.sites``, units in module order."""
+    if site == "ffn":
+        return [(s.layer, 0, s.module) for s in find_ffn_sites(model, layers)]
+    if site == "residual":
+        return [(s.layer, 0, s.module) for s in find_residual_sites(model, layers)]
+    units: dict[int, int] = {}
+    out = []
+    for s in find_linear_sites(model, layers=layers):
+        out.append((s.layer, units.get(s.layer, 0), s.module))
+        units[s.layer] = units.get(s.layer, 0) + 1
+    return out
 
 
 def _parts_of(site: str, config: JoLAConfig) -> list[str]:
@@ -199,7 +187,6 @@ class JoLASiteEdit(HeadEdit):
             group = _SiteGroup(site, widths, _parts_of(site, config), config.gates)
             group.build(len(self.layers), config.init_std, generator)
             self.groups[site] = group
-        self._model_type = geometry.model_type
 
     @staticmethod
     def count(model: nn.Module, geometry: HeadGeometry, config: JoLAConfig) -> int:
@@ -226,19 +213,10 @@ class JoLASiteEdit(HeadEdit):
 
     def attach(self, model: nn.Module) -> None:
         super().attach(model)  # freeze, model.head_edit, the head site's o_proj hooks
-        layer_list = _layer_modules(model)
         for site, group in self.groups.items():
-            for layer in self.layers:
-                block = layer_list[layer]
-                if site == "ffn":
-                    targets = [(_ffn(block, layer, self._model_type), 0)]
-                elif site == "residual":
-                    targets = [(block, 0)]
-                else:
-                    targets = [(m, u) for u, (_, m) in enumerate(_linears(block))]
-                for module, unit in targets:
-                    hook = partial(self._post_hook, group, self._slot[layer], unit)
-                    self._handles.append(module.register_forward_hook(hook))
+            for layer, unit, module in _targets(model, site, self.layers):
+                hook = partial(self._post_hook, group, self._slot[layer], unit)
+                self._handles.append(module.register_forward_hook(hook))
 
     def _post_hook(self, group: _SiteGroup, slot: int, unit: int, module, args, output):
         if not self._enabled:
