@@ -81,8 +81,9 @@ def build_report(exp_dirs, out_dir: str | None = None, plots: bool = True) -> di
     selected = select_configs(trials)
     summary = summarise(selected, trials)
     tables: list[Table] = paper_tables(selected, trials)
+    dynamics, sparsity = gate_dynamics(selected, epochs, trials), sparsity_frame(selected, epochs)
     # The paper's analyses the sweep holds (recognised from its varying settings), then sparsity
-    tables += study_tables(selected, trials, epochs)
+    tables += study_tables(selected, trials, epochs, sparsity)
     parts = {
         "trials": trials,
         "epochs": epochs,
@@ -91,8 +92,8 @@ def build_report(exp_dirs, out_dir: str | None = None, plots: bool = True) -> di
         "status": status_counts(trials),
         "ledger": ledger(trials),
         "asha": asha_effect(trials),
-        "gate_dynamics": gate_dynamics(selected, epochs, trials),
-        "sparsity": sparsity_frame(selected, epochs),
+        "gate_dynamics": dynamics,
+        "sparsity": sparsity,
     }
     out_dir = out_dir or default_out_dir(exp_dirs[0])
     table_dir, plot_dir = os.path.join(out_dir, "tables"), os.path.join(out_dir, "plots")
@@ -109,7 +110,7 @@ def build_report(exp_dirs, out_dir: str | None = None, plots: bool = True) -> di
         written += learning_curves(epochs, plot_dir)
         written += gate_maps(selected, trials, plot_dir)
         written += asha_savings(parts["asha"], plot_dir)
-        written += study_plots(selected, trials, epochs, plot_dir)
+        written += study_plots(selected, trials, epochs, plot_dir, dynamics)
     return {**parts, "tables": tables, "out_dir": out_dir, "plots": written}
 
 

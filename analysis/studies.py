@@ -387,11 +387,11 @@ def sparsity_frame(selected: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame
 
 
 def sparsity_tables(
-    selected: pd.DataFrame, epochs: pd.DataFrame, trials: pd.DataFrame
+    per_trial: pd.DataFrame, selected: pd.DataFrame, trials: pd.DataFrame
 ) -> list[Table]:
     """Per (method, model, other axes): rows per task, the closed additive and multiplicative
-    gates (percent) and the heads kept, mean +- std over the seeds' selected trials."""
-    per_trial = sparsity_frame(selected, epochs)
+    gates (percent) and the heads kept, mean +- std over the seeds' selected trials
+    (``per_trial``: ``sparsity_frame``)."""
     if per_trial.empty:
         return []
     split = ["method", "model", *[a for a in extra_axes(trials) if a in per_trial.columns]]
@@ -426,8 +426,14 @@ def sparsity_tables(
     return tables
 
 
-def study_tables(selected: pd.DataFrame, trials: pd.DataFrame, epochs: pd.DataFrame) -> list[Table]:
-    """Every analysis table the experiment holds, in the order of ``recognise``, then sparsity."""
+def study_tables(
+    selected: pd.DataFrame,
+    trials: pd.DataFrame,
+    epochs: pd.DataFrame,
+    sparsity: pd.DataFrame | None = None,
+) -> list[Table]:
+    """Every analysis table the experiment holds, in the order of ``recognise``, then sparsity
+    (``sparsity``: the ``sparsity_frame`` when the caller has it already)."""
     extra = extra_axes(trials)
     tables: list[Table] = []
     for study in recognise(trials):
@@ -437,5 +443,6 @@ def study_tables(selected: pd.DataFrame, trials: pd.DataFrame, epochs: pd.DataFr
             tables += schedule_tables(selected, trials, study)
         else:
             tables += variant_tables(selected, trials, study)
-    tables += sparsity_tables(selected, epochs, trials)
+    per_trial = sparsity_frame(selected, epochs) if sparsity is None else sparsity
+    tables += sparsity_tables(per_trial, selected, trials)
     return tables

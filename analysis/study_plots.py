@@ -298,9 +298,14 @@ def gate_dynamics_plots(dynamics: pd.DataFrame, out_dir: str) -> list[str]:
 
 
 def study_plots(
-    selected: pd.DataFrame, trials: pd.DataFrame, epochs: pd.DataFrame, out_dir: str
+    selected: pd.DataFrame,
+    trials: pd.DataFrame,
+    epochs: pd.DataFrame,
+    out_dir: str,
+    dynamics: pd.DataFrame | None = None,
 ) -> list[str]:
-    """Every analysis figure the experiment holds (see ``studies.recognise``)."""
+    """Every analysis figure the experiment holds (see ``studies.recognise``); ``dynamics``:
+    the ``gate_dynamics`` frame when the caller has it already."""
     colours = method_colours(set(selected["method"]))
     paths: list[str] = []
     scored = "test_score" in selected.columns  # no finished trial at all: no score figures
@@ -311,5 +316,7 @@ def study_plots(
             paths += variant_plots(selected, trials, study, out_dir)
             if study.kind == "schedules":
                 paths += stability_plot(selected, trials, study, out_dir)
-    paths += gate_dynamics_plots(gate_dynamics(selected, epochs, trials), out_dir)
+    if dynamics is None:
+        dynamics = gate_dynamics(selected, epochs, trials)
+    paths += gate_dynamics_plots(dynamics, out_dir)
     return paths
