@@ -6,6 +6,7 @@ gates, expected-L0 penalty (``jola_ray.editing.jola``). Settings are ``jola.<fie
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,12 @@ from typing import Any
 from jola_ray.methods.base import Method, Stage, StageContext
 from jola_ray.methods.heads import HeadEditHandle, load_head_edit
 from jola_ray.settings import setting
+
+# jola.site: one site or a '+'-joined combination, in this order (heads+ffn, not ffn+heads).
+_SITES = ("heads", "ffn", "residual", "bias")
+SITE_CHOICES = tuple(
+    "+".join(c) for n in range(1, len(_SITES) + 1) for c in itertools.combinations(_SITES, n)
+)
 
 
 @dataclass
@@ -36,6 +43,18 @@ class JoLASettings:
         "both",
         "which JoLA vectors are edited (add/mul: the ablations)",
         choices=("both", "add", "mul"),
+    )
+    gates: str = setting(
+        "two",
+        "gates per head: two (one per part), shared (one for both parts) or none (edit always "
+        "on, no penalty): the gate ablations",
+        choices=("two", "shared", "none"),
+    )
+    site: str = setting(
+        "heads",
+        "where the edit sits: heads, ffn, residual, bias, or a '+'-joined combination "
+        "(heads+ffn): the component study",
+        choices=SITE_CHOICES,
     )
     layers: list[int] | None = setting(None, "layers to edit (None: all)", kind="int_list", ge=0)
     heads: list[int] | None = setting(
@@ -95,6 +114,8 @@ def edit_config(cfg: JoLASettings, seed: int | None):
         gate_lambda=cfg.gate_lambda,
         penalty=cfg.penalty,
         parts=cfg.parts,
+        gates=cfg.gates,
+        site=cfg.site,
         layers=tuple(cfg.layers) if cfg.layers else None,
         heads=tuple(cfg.heads) if cfg.heads else None,
         per_example_gates=cfg.per_example_gates,
