@@ -18,7 +18,8 @@ Public surface (docs/analysis.md):
 * tables: ``paper_tables``, ``axis_tables`` (data/model size), renderers ``to_markdown``,
   ``to_latex``, ``to_csv``;
 * accounting: ``status_counts``, ``compute_ledger``, ``asha_effect``;
-* plots: ``learning_curves``, ``gate_maps``, ``asha_savings``, ``axis_plots``;
+* plots: ``learning_curves``, ``gate_maps``, ``asha_savings`` (the paper's analyses' figures,
+  data and model size among them: ``analysis.study_plots.study_plots``, a submodule's name);
 * the whole report: ``build_report`` (frames, tables, files), ``render_report`` (text);
 * ``ExperimentDirError``: a missing, empty or foreign directory.
 """
@@ -42,7 +43,6 @@ _LAZY = {
     "learning_curves": "analysis.plots",
     "gate_maps": "analysis.plots",
     "asha_savings": "analysis.plots",
-    "axis_plots": "analysis.plots",
     "build_report": "analysis.report",
     "render_report": "analysis.report",
 }

@@ -1,15 +1,14 @@
 """Figures of the report (matplotlib, Agg backend), each written as PNG and PDF.
 
-Learning curves per task, gate maps of the selected trials, the epochs ASHA and early stopping
-saved per task, and the data-size / model-size line plots. Each figure has a legend entry for
-every line or bar kind it draws, placed outside the axes so that it covers nothing. Every
-function returns the paths it wrote (none when there is nothing to draw), so a report over
-results without checkpoints or without an axis still works.
+Learning curves per task, gate maps of the selected trials and the epochs ASHA and early
+stopping saved per task (the analyses' figures, data size and model size among them, are in
+``study_plots``). Each figure has a legend entry for every line or bar kind it draws, placed
+outside the axes so that it covers nothing. Every function returns the paths it wrote (none
+when there is nothing to draw), so a report over results without checkpoints still works.
 """
 
 from __future__ import annotations
 
-import math
 import os
 
 import matplotlib
@@ -23,8 +22,6 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from analysis.load import read_gates  # noqa: E402
-from analysis.select import seed_stats  # noqa: E402
-from analysis.tables import axis_sort_key  # noqa: E402
 from analysis.tasks import method_label, method_order, trains_epochs  # noqa: E402
 
 
@@ -223,39 +220,3 @@ def asha_savings(asha: pd.DataFrame, out_dir: str) -> list[str]:
     ax.set_ylim(0, float(asha["grid_epochs"].max()) * 1.15)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, out_dir, "asha_savings")
-
-
-def axis_plots(selected: pd.DataFrame, axis: str, out_dir: str) -> list[str]:
-    """Test score (mean ± std over seeds) against train_size or model, one line per method."""
-    if axis not in selected.columns or selected[axis].nunique() < 2:
-        return []
-    values = sorted(selected[axis].unique(), key=axis_sort_key)
-    numeric = all(isinstance(v, (int, float)) for v in values)
-    paths = []
-    for task, part in selected.groupby("task", sort=True):
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for method in method_order(part["method"]):
-            rows = part[part["method"] == method]
-            xs, ys, es = [], [], []
-            for i, v in enumerate(values):
-                at = rows[rows[axis] == v]
-                mean, std, n = seed_stats(at.get("test_score", []))
-                if n:
-                    xs.append(v if numeric else i)
-                    ys.append(mean)
-                    es.append(0.0 if math.isnan(std) else std)
-            if xs:
-                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=method_label(method))
-        if not numeric:
-            ax.set_xticks(range(len(values)), [str(v) for v in values])
-        if numeric and min(values) > 0 and max(values) / min(values) >= 20:
-            ax.set_xscale("log")  # train_size spans 100 .. 100k
-        ax.set(
-            xlabel=axis,
-            ylabel="test score (%), mean ± std over seeds",
-            title=f"{task}: score vs {axis}",
-        )
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        kind = "data_size" if axis == "train_size" else "model_size"
-        paths += _save(fig, out_dir, _stem(kind, task))
-    return paths
