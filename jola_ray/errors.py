@@ -79,7 +79,8 @@ class StorageError(JolaRayError):
     permanent = False
 
 
-class ExperimentLockedError(JolaRayError):
-    """The experiment directory is in use by another sweep, or other users can write to it."""
+class ExperimentRefusedError(JolaRayError):
+    """The experiment directory is in use by another sweep, or other users can write to it
+    (resuming would load its pickles)."""
 
     exit_code = 4
