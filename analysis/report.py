@@ -144,7 +144,7 @@ def render_report(exp_dirs, out_dir: str | None = None, fmt: str = "md", plots: 
             out.append(f"% {table.title}" if fmt == "tex" else f"# {table.title}")
         out.append(render(table))
     out.append(
-        "**Trial status** (finished / pruned by ASHA / errored / unfinished: still pending or running in Ray / empty: no report)\n"
+        "**Trial status** (finished / pruned by ASHA / errored / unfinished: still pending or running in Ray / empty: no report / not_started: in the grid, no trial directory / unreadable: params.json unreadable, skipped)\n"
     )
     out.append(frame_to_markdown(rep["status"]))
     out.append("**Seeds without a selected configuration**\n")
