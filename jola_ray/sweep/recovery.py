@@ -172,8 +172,8 @@ class CheckpointRepair(Callback):
 
 
 class FailureGuard(Callback):
-    """Reads the trials' marker results: permanent failures are not retried; a storage error
-    stops the sweep resumably (a SIGINT to the driver: Ray saves the state and returns).
+    """Reads the trials' results: prints their warnings; permanent failures are not retried; a
+    storage error stops the sweep resumably (a SIGINT to the driver: Ray saves the state and returns).
 
     The storage error is kept on the class: a restored experiment runs the instance unpickled
     from ``tuner.pkl``, and the runner reads it after ``fit`` in the same process."""
@@ -186,8 +186,15 @@ class FailureGuard(Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         status = result.get("run_status")
+        if result.get("warning"):  # a checkpoint fallback, every JoLA gate closed
+            print(f"warning: trial {trial.trial_id}: {result['warning']}", flush=True)
         if status == ERRORED_STATUS:
             trial.max_failures = 0  # the next failure (the trial raises next) is final
+            print(
+                f"trial {trial.trial_id} failed for good (a retry would fail the same way): "
+                f"{result.get('error')}",
+                flush=True,
+            )
         elif status == STORAGE_STATUS and FailureGuard.storage_error is None:
             FailureGuard.storage_error = f"trial {trial.trial_id}: {result.get('error')}"
             os.kill(os.getpid(), signal.SIGINT)  # Ray's handler: save state, end the run

@@ -44,3 +44,15 @@ def test_a_corrupt_or_truncated_file_is_named(epoch_one, name):
     with pytest.raises(CheckpointError, match=name) as info:
         check_checkpoint(epoch_one)
     assert info.value.path == path
+
+
+def test_every_gate_closed_is_a_warning_in_the_results(tiny_cfg, recorder, caplog):
+    """lr 1e30 shuts every gate: the run ends at the base model's score and says so."""
+    rec = recorder()
+    metrics = run(tiny_cfg("shut", epochs=1, lr=1e30, patience=0), report=rec)
+    assert metrics["num_selected_heads"] == 0  # independently: no head is selected
+    assert "every gate of the JoLA edit is closed" in metrics["warning"]
+    assert rec.calls[-1][0]["warning"] == metrics["warning"]  # in the final result too
+    assert any("every gate" in r.getMessage() for r in caplog.records)
+    normal = run(tiny_cfg("normal", epochs=1, patience=0))
+    assert normal["num_selected_heads"] > 0 and "warning" not in normal
