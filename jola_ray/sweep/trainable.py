@@ -22,6 +22,7 @@ from typing import Any
 
 from ray import tune
 
+from jola_ray.errors import StorageError
 from jola_ray.sweep import DEFAULT_MAKE_CONFIG, DEFAULT_RUN
 from jola_ray.sweep.space import run_config_dict, trial_of
 
@@ -135,9 +136,8 @@ def _sweep_trial(config: dict[str, Any], run_fn, make_config) -> None:
         try:
             tune.report(metrics, checkpoint=ckpt)  # copies the checkpoint into storage
         except OSError as err:
-            if recovery.is_storage_error(err):
-                where = tune.get_context().get_trial_dir()
-                raise recovery.storage_error(err, f"(trial {where})") from err
+            if recovery.is_storage_error(err):  # the driver names the storage and the way on
+                raise StorageError(f"a checkpoint could not be written: {err}") from err
             raise
 
     recovery.run_with_fallback(run, cfg, report, tune.get_checkpoint(), warn)
