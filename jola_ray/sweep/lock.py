@@ -13,6 +13,7 @@ the same instant (docs/sweeps.md).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -35,9 +36,7 @@ def _alive(pid: int) -> bool:
 
 
 def _owner_text(owner: dict) -> str:
-    return (
-        f"host {owner.get('host')!r}, pid {owner.get('pid')}, started {owner.get('started')}"
-    )
+    return f"host {owner.get('host')!r}, pid {owner.get('pid')}, started {owner.get('started')}"
 
 
 class ExperimentLock:
@@ -172,17 +171,13 @@ class ExperimentLock:
             from pyarrow import fs as pafs
 
             fs, inner = pafs.FileSystem.from_uri(self.path)
-            try:
+            with contextlib.suppress(OSError):
                 fs.delete_file(inner)
-            except OSError:
-                pass
             return
         owner = self._read_local()
         if owner.get("pid") == self.me["pid"] and owner.get("host") == self.me["host"]:
-            try:
+            with contextlib.suppress(OSError):
                 os.remove(self.path)
-            except OSError:
-                pass
 
     def __enter__(self) -> ExperimentLock:
         self.acquire()

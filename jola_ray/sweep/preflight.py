@@ -104,7 +104,9 @@ def check_models(models) -> list[str]:
             arch = spec[len(TINY_PREFIX) :]
             if arch not in TINY_SPECS:
                 close = difflib.get_close_matches(arch, TINY_SPECS, n=2)
-                hint = f" (did you mean {', '.join(TINY_PREFIX + c for c in close)}?)" if close else ""
+                hint = (
+                    f" (did you mean {', '.join(TINY_PREFIX + c for c in close)}?)" if close else ""
+                )
                 known = ", ".join(TINY_PREFIX + a for a in TINY_SPECS)
                 problems.append(f"models: unknown tiny model {spec!r}{hint}; known: {known}")
             continue

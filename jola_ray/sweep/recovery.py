@@ -70,7 +70,11 @@ def _older_checkpoints(checkpoint) -> list:
     found = []
     for info in infos:
         mm = _CHECKPOINT_DIR.match(info.base_name)
-        if mm and info.type == pafs.FileType.Directory and (not m or int(mm.group(1)) < int(m.group(1))):
+        if (
+            mm
+            and info.type == pafs.FileType.Directory
+            and (not m or int(mm.group(1)) < int(m.group(1)))
+        ):
             found.append((int(mm.group(1)), info.path))
     return [tune.Checkpoint(p, filesystem=checkpoint.filesystem) for _, p in sorted(found)[::-1]]
 
@@ -83,15 +87,15 @@ def candidates(checkpoint) -> Iterator:
     yield None
 
 
-def run_with_fallback(
-    run: Callable, cfg, report, checkpoint, warn: Callable[[str], None]
-) -> None:
+def run_with_fallback(run: Callable, cfg, report, checkpoint, warn: Callable[[str], None]) -> None:
     """``run(cfg, report, resume_from)`` from the newest usable checkpoint (see the docstring)."""
     bad: list[str] = []
     for ckpt in candidates(checkpoint):
         if ckpt is None:
             if bad:
-                warn(f"{'; '.join(bad)}; no usable checkpoint left: the trial restarts from scratch")
+                warn(
+                    f"{'; '.join(bad)}; no usable checkpoint left: the trial restarts from scratch"
+                )
             run(cfg, report=report, resume_from=None)
             return
         with tempfile.TemporaryDirectory(prefix="jola-resume-") as resume_dir:
@@ -184,10 +188,19 @@ class FailureGuard(Callback):
     def reset(cls) -> None:
         cls.storage_error = None
 
+    def _warn(self, trial, result) -> None:
+        """Print a result's warning once (a checkpoint fallback, every JoLA gate closed)."""
+        warning = result.get("warning")
+        if warning and getattr(trial, "_jola_warned", None) != warning:
+            trial._jola_warned = warning
+            print(f"warning: trial {trial.trial_id}: {warning}", flush=True)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._warn(trial, trial.last_result or {})  # the last result may come as completion
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
         status = result.get("run_status")
-        if result.get("warning"):  # a checkpoint fallback, every JoLA gate closed
-            print(f"warning: trial {trial.trial_id}: {result['warning']}", flush=True)
+        self._warn(trial, result)
         if status == ERRORED_STATUS:
             trial.max_failures = 0  # the next failure (the trial raises next) is final
             print(

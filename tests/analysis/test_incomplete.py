@@ -45,7 +45,10 @@ def test_the_status_counts_the_whole_grid(tmp_path):
     trials, _ = load_experiment(str(exp))
     assert len(trials) == len(grid)
     not_started = trials[trials["status"] == "not_started"]
-    assert sorted(zip(not_started["seed"], not_started["config_name"])) == [(3, "c1"), (3, "c2")]
+    assert sorted(zip(not_started["seed"], not_started["config_name"], strict=False)) == [
+        (3, "c1"),
+        (3, "c2"),
+    ]
     total = status_counts(trials).set_index("task").loc["total"]
     assert total["trials"] == 6 and total["finished"] == 4 and total["not_started"] == 2
 

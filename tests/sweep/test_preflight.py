@@ -72,7 +72,9 @@ def test_a_well_formed_hub_id_passes_offline(tmp_path, capsys, monkeypatch):
 
 def test_a_misspelled_metric_fails_the_dry_run(tmp_path, capsys):
     rc, err = dry_run(tmp_path, capsys, small_space(metric="dev_scor"))
-    assert rc == 2 and "metric: 'dev_scor' is not reported" in err and "did you mean dev_score" in err
+    assert (
+        rc == 2 and "metric: 'dev_scor' is not reported" in err and "did you mean dev_score" in err
+    )
     rc, err = dry_run(tmp_path, capsys, small_space(metric="test_score"))
     assert rc == 2 and "arrive only at the end" in err
     rc, _ = dry_run(tmp_path, capsys, small_space(metric="dev_accuracy", mode="max"))

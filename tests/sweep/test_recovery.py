@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 from expdir import by_task_config, read_trials, status
+from sweep_stubs import score
 
 from jola_ray.errors import ExperimentRefusedError, StorageError
 from jola_ray.sweep.lock import LOCK_FILE
 from jola_ray.sweep.runner import run_sweep
 from jola_ray.sweep.space import parse_space
-from sweep_stubs import score
 
 pytestmark = pytest.mark.ray
 

@@ -35,10 +35,8 @@ def test_a_corrupt_or_truncated_file_is_named(epoch_one, name):
     check_checkpoint(epoch_one)  # intact first
     with open(path, "rb") as fh:
         data = fh.read()
-    if name.endswith(".json"):
-        corrupt = data[: len(data) // 2]  # a write cut off by a full disk
-    else:
-        corrupt = os.urandom(len(data))  # random bytes of the same length
+    # JSON cut off as by a full disk; binary files: random bytes of the same length
+    corrupt = data[: len(data) // 2] if name.endswith(".json") else os.urandom(len(data))
     with open(path, "wb") as fh:
         fh.write(corrupt)
     with pytest.raises(CheckpointError, match=name) as info:
