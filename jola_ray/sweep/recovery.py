@@ -20,6 +20,7 @@ ASHA ignores NaN) and no ``epoch``, so no scheduler decision is taken on it.
 from __future__ import annotations
 
 import errno
+import json
 import math
 import os
 import re
@@ -271,8 +272,6 @@ def repair_state_files(exp_path: str, say: Callable[[str], None]) -> None:
         i.path for i in infos if i.base_name.startswith("experiment_state") and i.base_name.endswith(".json")
     )  # fmt: skip
     for path in states[::-1]:
-        import json
-
         try:
             with fs.open_input_stream(path) as fh:
                 json.loads(fh.read().decode())
