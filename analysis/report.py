@@ -91,7 +91,9 @@ def build_report(exp_dirs, out_dir: str | None = None, plots: bool = True) -> di
     if isinstance(exp_dirs, (str, os.PathLike)):
         exp_dirs = [exp_dirs]
     exp_dirs = [os.fspath(d) for d in exp_dirs]
-    trials, epochs = load_experiments(exp_dirs)
+    everything, epochs = load_experiments(exp_dirs)
+    # unreadable trials are counted in the status table only (their config may be unknown)
+    trials = everything[everything["status"] != "unreadable"]
     selected = select_configs(trials)
     summary = summarise(selected, trials)
     tables: list[Table] = paper_tables(selected, trials)
@@ -99,11 +101,11 @@ def build_report(exp_dirs, out_dir: str | None = None, plots: bool = True) -> di
     # The paper's analyses the sweep holds (recognised from its varying settings), then sparsity
     tables += study_tables(selected, trials, epochs, sparsity)
     parts = {
-        "trials": trials,
+        "trials": everything,
         "epochs": epochs,
         "selected": selected,
         "summary": summary,
-        "status": status_counts(trials),
+        "status": status_counts(everything),
         "ledger": ledger(trials),
         "asha": asha_effect(trials),
         "gate_dynamics": dynamics,

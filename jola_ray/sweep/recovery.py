@@ -189,6 +189,12 @@ class FailureGuard(Callback):
     def reset(cls) -> None:
         cls.storage_error = None
 
+    def on_step_end(self, iteration, trials, **info):
+        try:
+            keep_state_copies(trials)
+        except Exception as err:  # a safety copy must never stop the sweep
+            print(f"warning: could not copy Ray's experiment state aside: {err}", file=sys.stderr)
+
     def _warn(self, trial, result) -> None:
         """Print a result's warning once (a checkpoint fallback, every JoLA gate closed)."""
         warning = result.get("warning")
@@ -218,6 +224,63 @@ class FailureGuard(Callback):
 
 TUNER_PKL = "tuner.pkl"
 TUNER_BACKUP = ".jola_tuner.pkl"
+STATE_COPIES = ".jola_state"  # last intact copies of Ray's experiment-state files
+RAY_STATE_PREFIXES = (
+    "experiment_state-",
+    "search_gen_state-",
+    "searcher-state-",
+    "basic-variant-state-",
+)
+_COPY_EVERY_S = 1.0  # how often the staging files are looked at (copied only when changed)
+_last_copy = [0.0]
+_copied_mtimes: dict[str, float] = {}
+
+
+def _intact(name: str, data: bytes) -> bool:
+    if name.endswith(".pkl"):
+        return _pickle_complete(data)
+    try:
+        json.loads(data.decode())
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def keep_state_copies(trials) -> None:
+    """Every second, copy Ray's state files that changed from the driver's staging directory
+    (local, intact) into ``STORAGE/NAME/.jola_state/`` when they parse. A write that fails (a
+    full disk) leaves the previous copy: each is written to a temporary name, then renamed."""
+    import time
+
+    now = time.monotonic()
+    if not trials or now - _last_copy[0] < _COPY_EVERY_S:
+        return
+    _last_copy[0] = now
+    storage = trials[0].storage
+    staging = storage.experiment_driver_staging_path
+    try:
+        names = [n for n in os.listdir(staging) if n.startswith(RAY_STATE_PREFIXES)]
+    except OSError:
+        return
+    fs, root = storage.storage_filesystem, storage.experiment_fs_path
+    target = f"{root}/{STATE_COPIES}"
+    for name in names:
+        path = os.path.join(staging, name)
+        try:
+            mtime = os.stat(path).st_mtime
+            if _copied_mtimes.get(path) == mtime:
+                continue
+            with open(path, "rb") as fh:
+                data = fh.read()
+            if not _intact(name, data):
+                continue
+            fs.create_dir(target, recursive=True)
+            with fs.open_output_stream(f"{target}/{name}.tmp") as fh:
+                fh.write(data)
+            fs.move(f"{target}/{name}.tmp", f"{target}/{name}")
+            _copied_mtimes[path] = mtime
+        except OSError:
+            continue  # storage full or gone: the older copy stays
 
 
 def _pickle_complete(data: bytes) -> bool:
@@ -268,18 +331,29 @@ def repair_state_files(exp_path: str, say: Callable[[str], None]) -> None:
         say(f"warning: {exp_path}/{TUNER_PKL} was cut off ({len(data)} bytes); restored it "
             f"from {TUNER_BACKUP}")  # fmt: skip
     infos = fs.get_file_info(pafs.FileSelector(root))
-    states = sorted(
-        i.path for i in infos if i.base_name.startswith("experiment_state") and i.base_name.endswith(".json")
-    )  # fmt: skip
-    for path in states[::-1]:
+    for info in sorted(infos, key=lambda i: i.base_name):
+        name = info.base_name
+        if not name.startswith(RAY_STATE_PREFIXES) or name.endswith((".corrupt", ".tmp")):
+            continue
+        with fs.open_input_stream(info.path) as fh:
+            data = fh.read()
+        if _intact(name, data):
+            continue
+        copy = f"{root}/{STATE_COPIES}/{name}"
         try:
-            with fs.open_input_stream(path) as fh:
-                json.loads(fh.read().decode())
-            break  # the newest readable one is what Ray restores
-        except (ValueError, UnicodeDecodeError):
-            fs.move(path, path + ".corrupt")
-            say(f"warning: {path} is cut off or corrupt (a full disk?); moved it to "
-                f"{path}.corrupt, resuming from the previous experiment state")  # fmt: skip
+            with fs.open_input_stream(copy) as fh:
+                good = fh.read()
+        except (FileNotFoundError, OSError):
+            good = b""
+        fs.move(info.path, info.path + ".corrupt")
+        if _intact(name, good):
+            with fs.open_output_stream(info.path) as fh:
+                fh.write(good)
+            say(f"warning: {info.path} was cut off (a full disk?); restored the last intact "
+                f"copy from {STATE_COPIES}/ (the cut file is kept as {name}.corrupt)")  # fmt: skip
+        else:
+            say(f"warning: {info.path} is cut off or corrupt (a full disk?) and no intact copy "
+                f"is kept; moved it to {name}.corrupt")  # fmt: skip
 
 
 def classify(err: BaseException) -> tuple[str, str] | None:
