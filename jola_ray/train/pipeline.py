@@ -606,12 +606,8 @@ def _finish(ctx: _Run, handle, state: RunState, n_params: int) -> dict:
         "resolved": _resolved(ctx.cfg),
         "run_status": "finished",
     }
-    if edit.method == "jola":
-        from jola_ray.editing.jola import all_gates_closed_warning
-
-        if warning := all_gates_closed_warning(table):
-            log.warning("%s: %s", ctx.cfg.output_dir, warning)
-            metrics["warning"] = warning
+    if metrics.get("warning"):  # the method's (JoLA: every gate closed)
+        log.warning("%s: %s", ctx.cfg.output_dir, metrics["warning"])
     final = ctx.out / FINAL_DIR
     final.mkdir(parents=True, exist_ok=True)
     _write_final(ctx, final, metrics, test.predictions, edit=handle, table=table)

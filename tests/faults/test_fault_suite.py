@@ -42,7 +42,7 @@ CONFIGS = {
     "c6": 1.0e30,  # every gate closes (with gate_lambda 1, EXTRA below)
     "c7": 2.0e-2,  # the disk fills after epoch 1
 }
-EXTRA = {"c6": {"gate_lambda": 1.0}}
+EXTRA = {"c6": {"jola.gate_lambda": 1.0}}
 PLAN = {
     "c1": {"block_after": 2},
     "c2": {"block_after": 2},
