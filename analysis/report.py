@@ -102,7 +102,9 @@ def build_report(exp_dirs, out_dir: str | None = None, plots: bool = True) -> di
     if isinstance(exp_dirs, (str, os.PathLike)):
         exp_dirs = [exp_dirs]
     exp_dirs = [os.fspath(d) for d in exp_dirs]
-    trials, epochs = load_experiments(exp_dirs)
+    everything, epochs = load_experiments(exp_dirs)
+    # unreadable trials are counted in the status table only (their config may be unknown)
+    trials = everything[everything["status"] != "unreadable"]
     selected = select_configs(trials)
     summary = summarise(selected, trials)
     tables: list[Table] = paper_tables(selected, trials)
@@ -110,11 +112,11 @@ def build_report(exp_dirs, out_dir: str | None = None, plots: bool = True) -> di
     # The paper's analyses the sweep holds (recognised from its varying settings), then sparsity
     tables += study_tables(selected, trials, epochs, sparsity)
     parts = {
-        "trials": trials,
+        "trials": everything,
         "epochs": epochs,
         "selected": selected,
         "summary": summary,
-        "status": status_counts(trials),
+        "status": status_counts(everything),
         "ledger": compute_ledger(trials),
         "asha": asha_effect(trials),
         "gate_dynamics": dynamics,
@@ -154,7 +156,8 @@ def report_sections(rep: dict) -> list[tuple[str, str, pd.DataFrame | None, str]
     sections = [
         (
             "Trial status (finished / pruned by ASHA / errored / unfinished: still pending or "
-            "running in Ray / empty: no report)",
+            "running in Ray / empty: no report / not_started: in the grid, no trial directory / "
+            "unreadable: params.json unreadable, skipped)",
             "status",
             rep["status"],
             "",
