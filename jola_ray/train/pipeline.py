@@ -156,16 +156,14 @@ def _untrained(ctx: _Run, handle=None) -> dict:
     (``handle``: an edit computed from the training data, not trained): dev and test metrics,
     one report with ``epoch`` 0. A test-only source (no dev split) gives a NaN dev score."""
     if ctx.splits.dev:
-        dev = _evaluate(ctx, ctx.splits.dev, "dev").metrics_prefixed
-        dev_loss = _untrained_dev_loss(ctx)
+        dev = _evaluate(ctx, ctx.splits.dev, "dev").metrics_prefixed  # dev_loss as trained runs
     else:  # a test-only source: no dev split to score
         log.warning("task %s: no dev examples (test-only data): dev_score is NaN", ctx.task.name)
-        dev, dev_loss = {"dev_score": math.nan}, {}
+        dev = {"dev_score": math.nan}
     test = _evaluate(ctx, ctx.splits.test, "test")
     metrics = {
         "epoch": 0,
         "step": 0,
-        **dev_loss,
         **dev,
         "open_gate_fraction": 0.0,
         **(handle.epoch_metrics() if handle is not None else {}),
@@ -189,25 +187,6 @@ def _untrained(ctx: _Run, handle=None) -> dict:
     if ctx.report is not None:
         ctx.report(dict(metrics), str(final))
     return metrics
-
-
-def _untrained_dev_loss(ctx: _Run) -> dict:
-    """The untouched model's dev loss on the answer tokens, as the trained methods measure it
-    (TRL's SFT evaluation); nothing for preference tasks, where policy and reference coincide."""
-    if ctx.task.training != "sft":
-        return {}
-    from trl import SFTTrainer
-
-    train_ds, dev_ds = _datasets(ctx, "sft")
-    args = _trainer_args(ctx, ctx.out / "untrained", ctx.cfg.lr, "sft")
-    trainer = SFTTrainer(
-        model=ctx.model,
-        args=args,
-        train_dataset=train_ds,
-        eval_dataset=dev_ds,
-        processing_class=ctx.tokenizer,
-    )
-    return {"dev_loss": float(trainer.evaluate()["eval_loss"])}
 
 
 def _recipe(ctx: _Run, stages, resumed: RunState | None, resume_from: str | None) -> dict:
@@ -369,6 +348,8 @@ def _train_stage(
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # the report callable is the run's output
+    # SFT: the callback's dev pass yields the dev loss too; the Trainer's own loop is skipped
+    trainer.eval_in_callback = kind == "sft"
     if quantized:  # TRL casts trainable parameters to bf16 on quantized models; keep them fp32
         for p in handle.parameters():
             p.data = p.data.float()
@@ -539,21 +520,41 @@ class _Eval:
     predictions: list
 
 
+def needs_dev_loss(cfg: RunConfig) -> bool:
+    """Whether anything reads the dev loss: the selection metric, the adaptive schedule, or
+    the curves (``record_dev_loss``). Without a reader it is computed only where it is free."""
+    return cfg.select_metric == "dev_loss" or cfg.lr_schedule == "adaptive" or cfg.record_dev_loss
+
+
 def _evaluate(ctx: _Run, examples, split: str) -> _Eval:
+    """The split's metrics (``<split>_<metric>``, ``<split>_score``); the dev split's single
+    pass also yields ``dev_loss`` (SFT tasks) when it is free or needed."""
     from jola_ray.evaluation import evaluate
+    from jola_ray.evaluation.dev_pass import evaluate_with_loss
 
     cfg = ctx.cfg
-    res = evaluate(
-        ctx.model,
-        ctx.tokenizer,
-        ctx.task,
-        examples,
+    kwargs = dict(
         mode=cfg.decoding,
         batch_size=cfg.eval_batch_size,
         num_beams=cfg.num_beams,
         max_new_tokens=cfg.max_new_tokens,
     )
-    metrics = {f"{split}_{k}": float(v) for k, v in res.metrics.items()}
+    loss = None
+    if split == "dev" and ctx.task.training == "sft":
+        res, loss = evaluate_with_loss(
+            ctx.model,
+            ctx.tokenizer,
+            ctx.task,
+            examples,
+            **kwargs,
+            need_loss=needs_dev_loss(cfg),
+            append_eos=cfg.append_eos,
+            max_length=cfg.max_length,
+        )
+    else:
+        res = evaluate(ctx.model, ctx.tokenizer, ctx.task, examples, **kwargs)
+    metrics = {} if loss is None else {f"{split}_loss": float(loss)}
+    metrics.update({f"{split}_{k}": float(v) for k, v in res.metrics.items()})
     metrics[f"{split}_score"] = float(res.metrics[ctx.task.primary_metric])
     return _Eval(metrics, res.predictions)
 
