@@ -131,7 +131,11 @@ class EditTrainerMixin:
         if not self.eval_in_callback:
             return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
         # The run's dev pass (in the epoch callback) computes what evaluation reads; the
-        # Trainer's own loop over the dev split would be a second pass.
+        # Trainer's own loop over the dev split would be a second pass. That loop's DataLoader
+        # iterator drew one int64 from the global generator (torch's ``_get_shared_seed``);
+        # draw it too, so the training noise after each epoch (gates, shuffling) stays the
+        # stream it was and results do not change with the loop gone.
+        torch.empty((), dtype=torch.int64).random_()
         metrics = {"epoch": self.state.epoch}
         self.control = self.callback_handler.on_evaluate(
             self.args, self.state, self.control, metrics
