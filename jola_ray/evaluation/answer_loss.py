@@ -122,19 +122,20 @@ def dev_loss(
     """Mean ``-log p`` per answer token over the examples (teacher forcing), as training
     measures it; the model is used as it is (the caller puts it in eval mode).
 
-    Rows are cut to ``max_length`` tokens as training cuts them (keep the start); a row left
-    without an answer token counts nothing, as TRL drops such rows. NaN when no answer token
-    remains.
+    Rows longer than ``max_length`` have their prompt cut from the left (BOS kept), as training
+    fits them. NaN when there is no answer token.
     """
     from jola_ray.evaluation.batching import pad_id
 
     rows, row_labels = [], []
     for p, a in answer_rows(tokenizer, prompts, answers, append_eos):
-        ids, lab = [*p, *a], [IGNORE] * len(p) + a
-        if max_length is not None:
-            ids, lab = ids[:max_length], lab[:max_length]
-        rows.append(ids)
-        row_labels.append(lab)
+        if max_length is not None and len(p) + len(a) > max_length:
+            # as training fits a row (``train.trl_data``): the prompt cut from the left, BOS kept
+            head = p[:1] if p[:1] == [tokenizer.bos_token_id] else []
+            keep = max(0, max_length - len(a) - len(head))
+            p = [*head, *p[len(p) - keep :]] if keep else head
+        rows.append([*p, *a])
+        row_labels.append([IGNORE] * len(p) + a)
     device = model_device(model)
     pad = pad_id(tokenizer)
     total = torch.zeros((), dtype=torch.float64, device=device)

@@ -38,7 +38,7 @@ def evaluate_with_loss(
     """``(evaluate's result, dev loss or None)``.
 
     The loss is the one training optimises on these examples (answers tokenized as training
-    tokenizes them, EOS appended when ``append_eos``, rows cut to ``max_length``): returned
+    tokenizes them, EOS appended when ``append_eos``, prompts cut to ``max_length`` as training cuts them): returned
     whenever label scoring gives it for free, and computed by a teacher-forced pass when
     ``need_loss`` and nothing gave it; None otherwise and for multiple-choice tasks.
     """
