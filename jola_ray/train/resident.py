@@ -21,6 +21,12 @@ dropped and loaded again.
 edit and their caches (reference cycles) are collected at once, with the CUDA cache emptied, so
 a worker's allocated memory returns to the model's size between trials.
 
+``freeze=True`` (the process's ``WORKER``) then moves every object still alive into Python's
+permanent garbage-collector generation (``gc.freeze``): the Trainer runs a full ``gc.collect()``
+at the start of every ``train()`` (accelerate's ``free_memory``), which otherwise walks every
+object of torch, transformers and the kept model again (about a second on a small CPU) before
+the trial's first step. Dropping the model unfreezes first, so nothing kept stays uncollectable.
+
 ``WORKER`` is the process's resident; ``run_in_worker`` is the sweep's run function.
 """
 
@@ -81,7 +87,8 @@ def _grad_flags(model: torch.nn.Module) -> tuple:
 class Resident:
     """A worker's base model and data, kept between trials (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, freeze: bool = False) -> None:
+        self.freeze = freeze
         self.key: tuple | None = None
         self.model = self.tokenizer = self.device = None
         self._fingerprint: tuple | None = None
@@ -130,6 +137,8 @@ class Resident:
         self._fingerprint = None
         for k in [k for k in self._data if k[0] == "datasets"]:
             del self._data[k]
+        if self.freeze:
+            gc.unfreeze()  # the dropped model's objects become collectable again
         _collect()
 
     def end_trial(self) -> None:
@@ -141,6 +150,8 @@ class Resident:
                 m.config.use_cache = self._use_cache  # the Trainer sets it False
             m.eval()
         _collect()
+        if self.freeze:
+            gc.freeze()  # what survives a trial is long-lived: later collections skip it
 
     # --- splits and tokenized datasets ----------------------------------------------------
 
@@ -172,7 +183,7 @@ def _collect() -> None:
         torch.cuda.empty_cache()
 
 
-WORKER = Resident()
+WORKER = Resident(freeze=True)
 
 
 def run_in_worker(cfg, report=None, resume_from=None) -> dict:
