@@ -75,6 +75,20 @@ SHAPES: dict[str, Shape] = {
             "num_key_value_heads": 2,
         },
     ),
+    # the same with a 32k-token vocabulary (Llama-2's size; the tiny tokenizer's ids are a
+    # subset), where logits at every position cost what answer-only logits save
+    "cpu-small-32k": Shape(
+        "cpu-small-32k",
+        {
+            "tiny_vocab": True,
+            "vocab_size": 32000,
+            "hidden_size": 512,
+            "intermediate_size": 1376,
+            "num_hidden_layers": 8,
+            "num_attention_heads": 8,
+            "num_key_value_heads": 2,
+        },
+    ),
     # meta-llama/Llama-3.2-1B config.json
     "1b": Shape(
         "1b",

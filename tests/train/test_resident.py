@@ -43,11 +43,13 @@ def test_trials_reuse_the_model_and_data_with_unchanged_results(tiny_cfg):
     first = run(tiny_cfg("a", lr=1e-2), resident=resident)
     second = run(tiny_cfg("b", lr=5e-3), resident=resident)
     zero = run(tiny_cfg("z", method="zero_shot"), resident=resident)
-    lofit = run(tiny_cfg("l", method="lofit", lofit_top_k=2), resident=resident)
-    assert resident.loads == 1 and resident.reuses == 3
+    lofit = run(tiny_cfg("l", method="lofit", **{"lofit.top_k": 2}), resident=resident)
+    lora = run(tiny_cfg("r", method="lora"), resident=resident)  # peft injects and removes
+    assert resident.loads == 1 and resident.reuses == 4
     # a fresh model gives exactly the same results as the kept one
     assert _stable(run(tiny_cfg("b2", lr=5e-3))) == _stable(second)
-    assert _stable(run(tiny_cfg("l2", method="lofit", lofit_top_k=2))) == _stable(lofit)
+    assert _stable(run(tiny_cfg("l2", method="lofit", **{"lofit.top_k": 2}))) == _stable(lofit)
+    assert _stable(run(tiny_cfg("r2", method="lora"))) == _stable(lora)
     assert first["test_score"] >= 0 and zero["epoch"] == 0
     model = resident.model
     assert not hasattr(model, "head_edit") and "forward" not in model.__dict__
