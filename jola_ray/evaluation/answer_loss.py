@@ -53,8 +53,15 @@ def _backbone(model):
 
 
 def supports_answer_nll(model) -> bool:
-    """Whether ``answer_nll`` can run this model (a backbone and an output embedding)."""
-    return _backbone(model) is not None and model.get_output_embeddings() is not None
+    """Whether ``answer_nll`` can run this model: a backbone and an output embedding, and no
+    hook on the model itself (an edit that reads the whole model's inputs, as LoReFT's
+    positions do, would be bypassed by calling the backbone)."""
+    return (
+        _backbone(model) is not None
+        and model.get_output_embeddings() is not None
+        and not model._forward_pre_hooks
+        and not model._forward_hooks
+    )
 
 
 def head_logits(model, hidden: torch.Tensor) -> torch.Tensor:
@@ -82,6 +89,16 @@ def answer_nll(
     a batch without labelled tokens gives a differentiable zero.
     """
     kwargs.pop("use_cache", None)
+    if not supports_answer_nll(model):  # through the model's own forward: every position
+        logits = model(
+            input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs
+        ).logits[:, :-1]  # (batch, seq - 1, vocab)
+        targets = labels[:, 1:].to(logits.device)
+        mask = targets != IGNORE
+        nll = torch.nn.functional.cross_entropy(
+            logits[mask].float(), targets[mask], reduction="sum"
+        )
+        return (nll if mask.any() else logits.sum() * 0.0), mask.sum()
     hidden = _backbone(model)(
         input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs
     ).last_hidden_state  # (batch, seq, hidden)
