@@ -106,6 +106,39 @@ def _train_table(shapes: dict) -> list[str]:
     return lines
 
 
+def _methods_table(shapes: dict) -> list[str]:
+    """Every trained method's step beside the floor (the ``methods`` section)."""
+    names = [n for n, s in shapes.items() if "method_steps" in s]
+    if not names:
+        return []
+    methods: list[str] = []
+    for n in names:
+        for m in shapes[n]["method_steps"]:
+            if m not in methods:
+                methods.append(m)
+    lines = [
+        "### Every trained method's step (ms per step; ratio to the floor; trainable params)",
+        "",
+        "| method | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+        "| floor | " + " | ".join(_f(shapes[n].get("methods_floor_ms")) for n in names) + " |",
+    ]
+    for m in methods:
+        cells = []
+        for n in names:
+            res = shapes[n]["method_steps"].get(m, {})
+            if "error" in res:
+                cells.append("error")
+            else:
+                cells.append(
+                    f"{_f(res.get('ms'))} ({_x(res.get('over_floor'))}, "
+                    f"{res.get('trainable_params', 0):,})"
+                )
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
 def _eval_table(shapes: dict) -> list[str]:
     names = [n for n, s in shapes.items() if "eval_ms_per_example" in s]
     if not names:
@@ -160,6 +193,12 @@ def _packing_table(shapes: dict) -> list[str]:
     return lines
 
 
+def _sizes(sizes: dict) -> str:
+    if "defaults" in sizes:
+        return "`jola-ray train` defaults"
+    return "{train}/{dev}/{test}, {epochs} ep".format(**sizes)
+
+
 def _trial_table(shapes: dict) -> list[str]:
     names = [n for n, s in shapes.items() if "trial_phases_s" in s]
     if not names:
@@ -170,10 +209,18 @@ def _trial_table(shapes: dict) -> list[str]:
         "| phase | " + " | ".join(names) + " |",
         "|---|" + "---:|" * len(names),
     ]
-    phases = ["imports_s", "model_load_s", "data_s", "training_s", "eval_s"]
-    for p in phases:
+    phases = [
+        ("imports_s", "imports"),
+        ("model_load_s", "model load"),
+        ("data_s", "data"),
+        ("training_s", "training"),
+        ("dev_loss_s", "dev evaluation: loss"),
+        ("dev_score_s", "dev evaluation: score"),
+        ("test_s", "test evaluation"),
+    ]
+    for p, label in phases:
         lines.append(
-            f"| {p[:-2]} | "
+            f"| {label} | "
             + " | ".join(_f(shapes[n]["trial_phases_s"].get(p), 2) for n in names)
             + " |"
         )
@@ -186,12 +233,16 @@ def _trial_table(shapes: dict) -> list[str]:
         + " |"
     )
     lines.append(
-        "| sizes | "
+        "| dev evaluation share | "
         + " | ".join(
-            "{train}/{dev}/{test}, {epochs} ep".format(**shapes[n]["trial_sizes"]) for n in names
+            _f(100 * shapes[n]["trial_dev_eval_fraction"], 1, "%")
+            if "trial_dev_eval_fraction" in shapes[n]
+            else "absent"
+            for n in names
         )
         + " |"
     )
+    lines.append("| sizes | " + " | ".join(_sizes(shapes[n]["trial_sizes"]) for n in names) + " |")
     lines.append("")
     return lines
 
@@ -289,7 +340,14 @@ def render(results: list[dict]) -> str:
         "",
     ]
     shapes = r.get("shapes", {})
-    for part in (_targets, _train_table, _eval_table, _packing_table, _trial_table):
+    for part in (
+        _targets,
+        _train_table,
+        _methods_table,
+        _eval_table,
+        _packing_table,
+        _trial_table,
+    ):
         lines += part(shapes)
     lines += _sweep_lines(r.get("sweep"))
     for n, s in shapes.items():
