@@ -41,15 +41,28 @@ class HeadEdit(nn.Module):
         self._grad_flags: dict[str, bool] = {}
         self._enabled = True
         self._recorded: list | None = None
+        # Gate noise source at training: None is the device's global RNG; a trial pack sets one
+        # generator per configuration (``jola_ray.editing.pack``).
+        self.noise_generator: torch.Generator | None = None
 
     # --- what a method implements -------------------------------------------------------
     def edited_layers(self) -> list[int]:
         """Model layer indices this edit hooks."""
         raise NotImplementedError
 
+    def layer_factors(
+        self, layer: int, batch: int
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(scale, bias)`` of ``layer`` with ``z' = z * scale + bias`` over every head: each
+        ``[H, d]`` (or ``[batch, H, d]`` when sampled per example) in fp32, None where the
+        method has no such term. Methods that define it can be trained in a trial pack
+        (``jola_ray.editing.pack``), which stacks the factors of K configurations."""
+        raise NotImplementedError
+
     def edit_heads(self, layer: int, z: torch.Tensor) -> torch.Tensor:
         """Edit ``z`` of shape ``(batch, seq, H, d)`` at ``layer``; same shape and dtype back."""
-        raise NotImplementedError
+        scale, bias = self.layer_factors(layer, z.shape[0])
+        return apply_factors(z, scale, bias)
 
     def penalty(self) -> torch.Tensor:
         """The method's regulariser, already weighted, to add to the task loss."""
@@ -141,6 +154,30 @@ class HeadEdit(nn.Module):
     def extra_repr(self) -> str:
         g = self.geometry
         return f"method={self.method}, layers={g.num_layers}, heads={g.num_heads}, head_dim={g.head_dim}"
+
+
+def apply_factors(
+    z: torch.Tensor, scale: torch.Tensor | None, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """``z * scale + bias`` with ``z`` (b, t, H, d) and factors ``[H, d]`` or ``[b, H, d]``.
+
+    fp32 factors, activation-dtype arithmetic: one fused op over all heads and tokens.
+    """
+    if scale is not None and scale.dim() == 3:  # [b, H, d] -> [b, 1, H, d]: over the sequence
+        scale = scale.unsqueeze(1)
+    if bias is not None and bias.dim() == 3:
+        bias = bias.unsqueeze(1)
+    if scale is None and bias is None:
+        return z
+    if scale is None:
+        return z + _like(bias, z)
+    if bias is None:
+        return z * _like(scale, z)
+    return torch.addcmul(_like(bias, z), z, _like(scale, z))
+
+
+def _like(tensor: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    return tensor.to(device=z.device, dtype=z.dtype)
 
 
 def _device_of(module: nn.Module) -> torch.device | None:
