@@ -111,6 +111,9 @@ class Method:
     count: Callable[[Any, Any], Any] | None = None  # (model, cfg) -> int or dict (see above)
     load: Callable[[Any, str | Path], Attached] | None = None
     description: str = ""
+    # True when every stage's handle is a head edit with ``layer_factors`` (``handle.edit``):
+    # the group's configurations can then train in one trial pack (``jola_ray.train.pack``).
+    packs: bool = False
 
     def fields(self) -> dict[str, dataclasses.Field]:
         """The config's fields by bare name (``temperature``)."""

@@ -111,5 +111,6 @@ METHOD = Method(
     stages=lambda cfg: (Stage("main", _attach),),
     count=_count,
     load=lambda model, path: load_head_edit(model, path, _penalty_rule("fixed")),
+    packs=True,
     description="gated per-head scaling and bias, one stage, expected-L0 penalty",
 )

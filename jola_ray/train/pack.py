@@ -60,8 +60,6 @@ log = logging.getLogger(__name__)
 PACK_STATE_FILE = "pack_state.json"
 NOISE_FILE = "noise_rng.pt"
 MEMBERS_DIR = "members"
-PACKED_METHODS = ("jola", "lofit")
-
 # Leaves every member of a pack must share: what loads the model, builds the data and batches.
 SHARED_FIELDS = (
     "task",
@@ -90,8 +88,11 @@ Prune = Callable[[int, dict[int, dict]], set[int]]
 
 
 def packable(method: str, training: str = "sft") -> bool:
-    """Whether ``method`` trains in a pack (head edits on SFT tasks); others run unpacked."""
-    return method in PACKED_METHODS and training == "sft"
+    """Whether ``method`` trains in a pack: its registry entry says ``packs`` (head edits) and
+    the task trains with SFT. Other methods and preference tasks run unpacked."""
+    from jola_ray.methods import registry
+
+    return bool(registry.get(method).packs) and training == "sft"
 
 
 def pack_problems(cfgs: Sequence[RunConfig]) -> list[str]:
@@ -99,13 +100,12 @@ def pack_problems(cfgs: Sequence[RunConfig]) -> list[str]:
     if not cfgs:
         return ["a pack needs at least one configuration"]
     problems = []
-    first = cfgs[0]
     for name in SHARED_FIELDS:
         values = [getattr(c, name) for c in cfgs]
         if any(v != values[0] for v in values):
-            problems.append(f"{name}: members differ ({sorted(set(map(repr, values)))})")
-    if first.method not in PACKED_METHODS:
-        problems.append(f"method {first.method!r} runs unpacked (packed: {PACKED_METHODS})")
+            problems.append(f"{name}: members differ ({', '.join(sorted(set(map(repr, values))))})")
+    if not problems and not packable(cfgs[0].method):
+        problems.append(f"method {cfgs[0].method!r} runs unpacked (its edit does not pack)")
     outs = [c.output_dir for c in cfgs]
     if len(set(outs)) != len(outs):
         problems.append("output_dir: every member needs its own")
@@ -118,12 +118,15 @@ class _Member:
 
     index: int
     ctx: object  # pipeline._Run
+    stages: tuple = ()  # its method's recipe (methods.base.Stage)
     state: RunState | None = None
+    handle: object = None  # the current stage's Attached handle (``handle.edit``: a HeadEdit)
+    carry: dict = field(default_factory=dict)  # what earlier stages handed on
     schedule: object = None  # LRSchedule
     penalty_fn: Callable | None = None
     logs: dict = field(default_factory=lambda: {"task_loss": [], "penalty": []})
-    lr: float = float("nan")  # the rate of the member's latest step
     lr0: float = 0.0  # the stage's peak rate
+    lr: float = float("nan")  # the rate of the member's latest step
     pending: dict | None = None  # this epoch's row, reported at the checkpoint
     pruned_at: int | None = None
 
@@ -153,6 +156,7 @@ def run_pack(
             a preference task.
         TrainingError: as ``run``; an out-of-memory error names the pack size.
     """
+    from jola_ray.methods import registry
     from jola_ray.train import pipeline
 
     problems = pack_problems(cfgs)
@@ -209,29 +213,28 @@ def run_pack(
 
     model, tok, device = load_model_and_tokenizer(cfg0)
     datasets: dict = {}  # one tokenization for the whole pack
-    members = [
-        _Member(
-            k,
-            pipeline._Run(
-                cfg,
-                task,
-                splits,
-                model,
-                tok,
-                device,
-                Path(cfg.output_dir),
-                None,
-                CostMeter(device),
-                datasets,
-            ),
+    members = []
+    for k, cfg in enumerate(cfgs):
+        ctx = pipeline._Run(
+            cfg,
+            task,
+            splits,
+            model,
+            tok,
+            device,
+            Path(cfg.output_dir),
+            None,
+            CostMeter(device),
+            datasets,
         )
-        for k, cfg in enumerate(cfgs)
-    ]
+        stages = registry.get(cfg.method).stages(cfg.method_config)
+        members.append(_Member(k, ctx, stages))
+    names = {tuple(st.name for st in m.stages) for m in members}
+    if len(names) != 1:
+        raise ConfigError(f"trial pack: members' recipes differ ({sorted(names)})")
     pack = _Pack(members, pack_dir, report, prune, pack_state, resume_from)
     try:
-        if cfg0.method == "jola":
-            return pack.jola()
-        return pack.lofit()
+        return pack.recipe()
     except torch.OutOfMemoryError as err:
         raise TrainingError(
             f"out of memory in a pack of {len(cfgs)} configurations (model {cfg0.model}, "
@@ -241,7 +244,7 @@ def run_pack(
 
 
 class _Pack:
-    """The stages of one pack (JoLA: one; LoFiT: two) and their end."""
+    """A pack's recipe: the method's stages, each trained packed, then each member tested."""
 
     def __init__(self, members, pack_dir, report, prune, pack_state, resume_from):
         self.members = members
@@ -256,126 +259,88 @@ class _Pack:
     def model(self):
         return self.ctx0.model
 
-    def _stage_resumed(self, stage: str) -> bool:
-        return self.saved is not None and self.saved["stage"] == stage
-
-    def _load_member_states(self, stage: str) -> None:
-        for m in self.members:
-            if self._stage_resumed(stage):
-                m.state = RunState.load(Path(self.resume_from) / MEMBERS_DIR / str(m.index))
-                m.pruned_at = self.saved["pruned"].get(str(m.index))
-            else:
-                m.state = RunState(stage=stage, stage1=m.state.stage1 if m.state else {})
-
-    # --- JoLA -------------------------------------------------------------------------------
-    def jola(self) -> list[dict | None]:
-        from jola_ray.editing import JoLAConfig
-        from jola_ray.editing.pack import build_pack
-        from jola_ray.train import pipeline
-
-        configs = []
-        for m in self.members:
-            cfg = m.cfg
-            configs.append(
-                JoLAConfig(
-                    gate_lambda=cfg.gate_lambda,
-                    penalty=cfg.penalty_form,
-                    parts=pipeline._PARTS[cfg.edit_components],
-                    layers=tuple(cfg.edit_layers) if cfg.edit_layers else None,
-                    per_example_gates=cfg.per_example_gates,
-                    temperature=cfg.gate_temperature,
-                    seed=cfg.seed,
-                )
-            )
-        packed = build_pack(self.model, configs)
-        self._load_member_states("main")
-
-        def penalty(m: _Member, edit):
-            cfg = m.cfg
-            if cfg.penalty_form == "paper":
-                return lambda total: lambda step: edit.penalty()
-            from jola_ray.train.schedules import gate_weight
-
-            return lambda total: (
-                lambda step: edit.penalty(gate_weight(cfg.gate_schedule, step, total))
-            )
-
-        self._train(
-            packed, "main", lrs=[m.cfg.lr for m in self.members], penalties=penalty, reported=True
-        )
-        return self._finish(packed)
-
-    # --- LoFiT ------------------------------------------------------------------------------
-    def lofit(self) -> list[dict | None]:
-        from jola_ray.editing import LoFiTConfig, select_top_heads
-        from jola_ray.editing.pack import build_pack
+    def recipe(self) -> list[dict | None]:
         from jola_ray.train import pipeline
         from jola_ray.train.trainer import load_trainable_state
 
-        if not self._stage_resumed("stage2"):
-            packed1 = build_pack(
-                self.model,
-                [
-                    LoFiTConfig(
-                        stage="scale",
-                        top_k=m.cfg.lofit_top_k,
-                        l1_lambda=m.cfg.lofit_l1_lambda,
-                        seed=m.cfg.seed,
-                    )
-                    for m in self.members
-                ],
-            )
-            before = pipeline._base_fingerprint(self.model)
-            self._load_member_states("stage1")
-            self._train(
-                packed1,
-                "stage1",
-                lrs=[m.cfg.lofit_stage1_lr or m.cfg.lr for m in self.members],
-                penalties=lambda m, edit: lambda total: lambda step: edit.penalty(),
-                reported=False,
-            )
+        names = [st.name for st in self.members[0].stages]
+        start = 0
+        if self.saved is not None:
+            if self.saved["stage"] not in names:
+                raise TrainingError(
+                    f"resume_from: {self.resume_from} is a pack checkpoint of stage "
+                    f"{self.saved['stage']!r}; the method has stages {', '.join(names)}"
+                )
+            start = names.index(self.saved["stage"])
             for m in self.members:
-                s1 = m.state
-                with packed1.solo(m.index) as edit1:
-                    if s1.best_state is not None:
-                        load_trainable_state(self.model, s1.best_state)
-                    heads = select_top_heads(edit1)
-                last = s1.history[-1] if s1.history else {}
-                best = s1.history[s1.best_epoch - 1] if s1.best_epoch else last
-                summary = {f"s1_{k}": v for k, v in best.items() if k not in ("run_status",)}
-                summary.update(
-                    s1_best_epoch=s1.best_epoch,
-                    s1_epochs=len(s1.history),
-                    s1_steps=last.get("step", 0),
-                    s1_tokens=s1.tokens,
-                    s1_wall_s=s1.wall_s,
-                    heads=[list(h) for h in heads],
+                m.state = RunState.load(Path(self.resume_from) / MEMBERS_DIR / str(m.index))
+                m.carry = dict(m.state.carry)
+                m.pruned_at = self.saved["pruned"].get(str(m.index))
+        single = len(names) == 1
+        for i, name in enumerate(names):
+            if i < start:
+                continue
+            last = i == len(names) - 1
+            packed = self._attach(i)
+            before = None if last else pipeline._base_fingerprint(self.model, packed)
+            resumed = self.saved is not None and i == start
+            if not resumed:
+                for m in self.members:
+                    m.state = RunState(stage=name, carry=m.carry)
+            stage_dir = self.pack_dir / ("checkpoints" if single else name)
+            self._train(packed, i, stage_dir, resumed=resumed, reported=last)
+            if last:
+                return self._finish(packed)
+            for m in self.members:
+                stage = m.stages[i]
+                with packed.solo(m.index):
+                    if m.state.best_state is not None:
+                        load_trainable_state(self.model, m.state.best_state)
+                    handed_on = stage.finish(m.handle) if stage.finish else {}
+                earlier = dict(m.carry.get("metrics", {}))
+                cost = dict(m.carry.get("cost", {"steps": 0, "tokens": 0, "wall_s": 0.0}))
+                cost["steps"] += int(m.state.history[-1]["step"]) if m.state.history else 0
+                cost["tokens"] += m.state.tokens
+                cost["wall_s"] += m.state.wall_s
+                summary = pipeline._stage_summary(stage, m.state)
+                m.carry = {**m.carry, **handed_on, "metrics": {**earlier, **summary}, "cost": cost}
+            packed.remove()
+            if pipeline._base_fingerprint(self.model, None) != before:
+                raise TrainingError(
+                    f"{self.ctx0.cfg.method}: removing the {name} pack did not restore the base"
                 )
-                m.state = RunState(stage="stage2", stage1=summary)
-            packed1.remove()
-            if pipeline._base_fingerprint(self.model) != before or hasattr(self.model, "head_edit"):
-                raise TrainingError("LoFiT: removing the stage-1 pack did not restore the base")
-            self.saved = None  # stage 2 starts fresh
-        else:
-            self._load_member_states("stage2")
-        packed2 = build_pack(
-            self.model,
-            [
-                LoFiTConfig(
-                    stage="bias",
-                    heads=tuple(tuple(h) for h in m.state.stage1["heads"]),
-                    seed=m.cfg.seed,
-                )
-                for m in self.members
-            ],
-        )
-        self._train(
-            packed2, "stage2", lrs=[m.cfg.lr for m in self.members], penalties=None, reported=True
-        )
-        return self._finish(packed2)
+        raise AssertionError("unreachable: the last stage returns")
+
+    def _attach(self, i: int):
+        """Each member's stage-``i`` handle, attached and detached in turn (its init is the
+        single run's), then all of them as one ``PackedHeadEdit`` on the model."""
+        from jola_ray.editing.base import HeadEdit
+        from jola_ray.editing.pack import PackedHeadEdit
+        from jola_ray.methods.base import StageContext
+
+        edits = []
+        for m in self.members:
+            cfg = m.cfg
+            ctx = StageContext(
+                self.model,
+                cfg.method_config,
+                cfg.seed,
+                m.carry,
+                m.ctx.splits.train,
+                m.ctx.tokenizer,
+            )
+            m.handle = m.stages[i].attach(ctx)
+            m.handle.remove()
+            edit = getattr(m.handle, "edit", None)
+            if not isinstance(edit, HeadEdit):
+                raise ConfigError(f"method {cfg.method!r} runs unpacked (its edit does not pack)")
+            edits.append(edit)
+        packed = PackedHeadEdit(edits)
+        packed.attach(self.model)
+        return packed
 
     # --- one packed training stage ------------------------------------------------------------
-    def _train(self, packed, stage: str, *, lrs, penalties, reported: bool) -> None:
+    def _train(self, packed, i: int, stage_dir: Path, *, resumed: bool, reported: bool) -> None:
         from transformers.trainer_callback import PrinterCallback
 
         from jola_ray.train import pipeline
@@ -383,8 +348,11 @@ class _Pack:
         from jola_ray.train.trainer import steps_per_epoch
 
         ctx0 = self.ctx0
-        stage_dir = self.pack_dir / stage
         train_ds, dev_ds = pipeline._datasets(ctx0, "sft")
+        lrs = []
+        for m in self.members:
+            stage = m.stages[i]
+            lrs.append((stage.lr(m.cfg.method_config) if stage.lr else None) or m.cfg.lr)
         args = pipeline._trainer_args(ctx0, stage_dir, lrs[0], "sft")
         args.num_train_epochs = max(m.cfg.epochs for m in self.members)
         args.max_grad_norm = max(m.cfg.max_grad_norm for m in self.members)
@@ -424,18 +392,17 @@ class _Pack:
                 adaptive_patience=cfg.lr_adaptive_patience,
             )
             m.lr0 = lr
-            edit = packed.members[m.index]
-            m.penalty_fn = penalties(m, edit)(total) if penalties is not None else None
+            m.penalty_fn = pipeline._penalty_fn(m.handle, total)
             m.logs = {"task_loss": [], "penalty": []}
         trainer.pack = packed
         trainer.pack_members = self.members
         callback.trainer = trainer
-        resume = self.resume_from if self._stage_resumed(stage) else None
+        resume = self.resume_from if resumed else None
         if resume is not None:
             trainer.load_noise(Path(resume) / NOISE_FILE)
         live = [m.index for m in self.members if not m.done()]
         if not live:
-            return
+            return  # a resumed pack whose training had already ended
         packed.set_live(live)
         callback.start()
         trainer.train(resume_from_checkpoint=resume)
@@ -450,10 +417,9 @@ class _Pack:
             if m.pruned_at is not None:
                 out.append(None)
                 continue
-            edit = packed.members[m.index]
-            n_params = sum(p.numel() for p in edit.parameters())
+            n_params = sum(p.numel() for p in m.handle.parameters())
             with packed.solo(m.index):
-                metrics = pipeline._finish(m.ctx, edit, m.state, n_params)
+                metrics = pipeline._finish(m.ctx, m.handle, m.state, n_params)
             metrics.update(_shared_keys(len(self.members)))
             _rewrite_metrics(m.ctx.out, metrics)
             results[m.index] = metrics
@@ -511,8 +477,8 @@ class _PackEpochEnd:
             "train_penalty": _mean(logs["penalty"], 0.0),
             "dev_loss": dev_loss,
             **pipeline._evaluate(m.ctx, m.ctx.splits.dev, "dev").metrics_prefixed,
-            "open_gate_fraction": float(self.packed.members[m.index].open_gate_fraction()),
-            "lr": float(m.lr),
+            **m.handle.epoch_metrics(),
+            "train_lr": float(m.lr),
             "run_status": "running",
         }
         m.logs = {"task_loss": [], "penalty": []}
@@ -557,9 +523,7 @@ class _PackEpochEnd:
                 continue
             m.state.tokens = tokens
             m.state.save(checkpoint / MEMBERS_DIR / str(m.index))
-            decorated = dict(m.pending)
-            if m.state.stage == "stage2":
-                decorated.update({k: v for k, v in m.state.stage1.items() if k != "heads"})
+            decorated = {**m.pending, **m.carry.get("metrics", {})}
             decorated.update(_shared_keys(len(self.pack.members)))
             rows[m.index] = decorated
             m.pending = None

@@ -26,17 +26,23 @@ BASE = {**TINY, "epochs": 3}
 # early stopping, weight decay, clipping, per-example gate noise, penalty weight.
 HPS = [
     {"lr": 5e-3},
-    {"lr": 2e-2, "lr_schedule": "cosine", "profile": "reference-code", "per_example_gates": True},
-    {"lr": 1e-2, "patience": 1, "weight_decay": 0.1, "max_grad_norm": 0.05, "gate_lambda": 0.01},
+    {"lr": 2e-2, "lr_schedule": "cosine", "profile": "reference-code"},
+    {"lr": 1e-2, "patience": 1, "weight_decay": 0.1, "max_grad_norm": 0.05},
 ]
+METHOD_HPS = {  # each method's own settings vary too
+    "jola": [{}, {"jola.per_example_gates": True}, {"jola.gate_lambda": 0.01}],
+    "lofit": [{}, {"lofit.l1_lambda": 5e-3}, {"lofit.stage1_lr": 3e-2, "lofit.top_k": 2}],
+}
 VOLATILE = {"cost_wall_s", "cost_gpu_s", "cost_peak_mem_gb", "s1_wall_s", "pack_size"}
 VOLATILE |= {"cost_shared"}
 
 
-def _cfgs(tmp_path, prefix, method, hps=HPS, **extra):
+def _cfgs(tmp_path, prefix, method, hps=None):
+    if hps is None:
+        hps = [{**h, **own} for h, own in zip(HPS, METHOD_HPS[method], strict=True)]
     return [
         RunConfig.from_dict(
-            {**BASE, "method": method, **h, **extra, "output_dir": str(tmp_path / f"{prefix}{i}")}
+            {**BASE, "method": method, **h, "output_dir": str(tmp_path / f"{prefix}{i}")}
         )
         for i, h in enumerate(hps)
     ]
