@@ -3,7 +3,9 @@
 GPU hours come from each trial's ``cost_gpu_s``; where that is 0 or missing (a CPU run, or a
 pruned trial that never wrote its final row) Ray's ``time_total_s`` (wall seconds) stands in, and
 the ``source`` column says which was used. ASHA's saving is the epochs its pruned trials did not
-run, over the full grid's epochs (trials x ``epochs``).
+run, over the full grid's epochs (trials x ``epochs``). A trial trained in a pack
+(``pack_size``) counts its share of the pack's seconds (each epoch's seconds split among the
+configurations live in it); ``pack_shared`` counts those trials and the source says so.
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ def ledger(trials: pd.DataFrame) -> pd.DataFrame:
             if sources == {"wall"}
             else "mixed"
         )
+        packed = pd.to_numeric(group.get("pack_size", pd.Series(math.nan, index=group.index)))
+        n_packed = int((packed.fillna(0) > 1).sum())
+        if n_packed:
+            label += ", pack-shared"
         grid = float(group["_grid"].sum())
         run = float(group["epochs_run"].sum())
         rows.append(
@@ -78,6 +84,7 @@ def ledger(trials: pd.DataFrame) -> pd.DataFrame:
                 "seconds": float(group["_seconds"].sum()),
                 "hours": float(group["_seconds"].sum()) / 3600.0,
                 "source": label,
+                "pack_shared": n_packed,
                 "epochs_run": int(run),
                 "grid_epochs": int(grid),
                 "asha_saved": float(group["_pruned_left"].sum()) / grid if grid else math.nan,

@@ -28,7 +28,7 @@ from analysis.errors import ExperimentDirError
 STATUSES = ("finished", "pruned", "errored", "unfinished", "empty")
 RAY_OPEN = frozenset({"PENDING", "RUNNING", "PAUSED"})
 # Top-level params.json keys that are not sweep axes.
-_NOT_AXES = ("hp", "fixed", "group", "config_name")
+_NOT_AXES = ("hp", "fixed", "group", "config_name", "pack_trial")
 KEY_COLUMNS = ("task", "seed", "model", "method")
 # The final report's dict of every resolved setting (``jola_ray.train``): setting -> value.
 RESOLVED = "resolved"
@@ -222,6 +222,8 @@ def _summarise(rows: list[dict], error_text: str | None) -> dict:
     last = rows[-1] if rows else {}
     out["open_gate_fraction"] = _num(last.get("open_gate_fraction"))
     out["time_total_s"] = _num(last.get("time_total_s"))
+    # trained in a trial pack of this size: its seconds are its share of the pack's
+    out["pack_size"] = _num(last.get("pack_size"))
     return out
 
 
@@ -352,6 +354,8 @@ def load_experiment(exp_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
             raise ExperimentDirError(f"{params_path} must hold a JSON object")
         if isinstance(params.get("trial"), dict):  # Ray's grid axis wraps the trial's dict
             params = params["trial"]
+        if isinstance(params.get("pack"), list):
+            continue  # a trial pack: its members have their own directories (sweep/packs.py)
         missing = [k for k in KEY_COLUMNS if k not in params]
         if missing:
             raise ExperimentDirError(
@@ -365,7 +369,9 @@ def load_experiment(exp_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         trial_id = next((str(r["trial_id"]) for r in rows if "trial_id" in r), None)
         if trial_id is None:  # no report yet: Ray's dir names end in or contain the trial id
             trial_id = next((t for t in ray_status if t in name), name)
-        if summary["status"] in ("pruned", "empty") and ray_status.get(trial_id) in RAY_OPEN:
+        # a pack's member is as open as the Ray trial (the pack) that trains it
+        ray_id = str(params.get("pack_trial", trial_id))
+        if summary["status"] in ("pruned", "empty") and ray_status.get(ray_id) in RAY_OPEN:
             summary["status"] = "unfinished"
             summary["pruned_epoch"] = math.nan
         record = {

@@ -16,6 +16,7 @@ Modules: ``space`` (YAML -> validated SearchSpace -> trial dicts, handed to Tune
 # What a trial runs unless told otherwise (dotted paths, resolved inside the worker).
 DEFAULT_RUN = "jola_ray.train.run"
 DEFAULT_MAKE_CONFIG = "jola_ray.train.RunConfig.from_dict"
+DEFAULT_RUN_PACK = "jola_ray.train.pack.run_pack"  # what a pack trial runs (``pack:``)
 
 
 def __getattr__(name: str):

@@ -120,12 +120,14 @@ def _statuses(results, exp_path: str) -> dict[str, str]:
     return out
 
 
-def _trainable(resources: dict, run_fn, make_config):
+def _trainable(resources: dict, run_fn, make_config, pack_setup=None):
     from ray import tune
 
     from jola_ray.sweep.trainable import sweep_trial
 
-    fn = tune.with_parameters(sweep_trial, run_fn=run_fn, make_config=make_config)
+    fn = tune.with_parameters(
+        sweep_trial, run_fn=run_fn, make_config=make_config, pack_setup=pack_setup
+    )
     return tune.with_resources(fn, {k: v for k, v in resources.items() if v})
 
 
@@ -143,6 +145,24 @@ def _scheduler(space: SearchSpace):
         reduction_factor=sch.reduction_factor,
         brackets=sch.brackets,
     )
+
+
+def _pack_setup(space: SearchSpace) -> dict | None:
+    """What a pack trial needs: the metric it reports for Tune and, under ASHA, its rungs
+    (successive halving inside the pack); None without packs."""
+    if not space.pack:
+        return None
+    sch = space.scheduler
+    rungs = None
+    if sch.type == "asha":
+        rungs = {
+            "metric": space.metric,
+            "mode": space.mode,
+            "grace_period": sch.grace_period,
+            "reduction_factor": sch.reduction_factor,
+            "max_t": resolved_max_t(space),
+        }
+    return {"metric": space.metric, "mode": space.mode, "rungs": rungs}
 
 
 def _new_tuner(
@@ -235,7 +255,7 @@ def run_sweep(
         if note:
             notes.append(note)
             say(note)
-        trainable = _trainable(resources, run_fn, make_config)
+        trainable = _trainable(resources, run_fn, make_config, _pack_setup(space))
         if reuse_actors is None:
             reuse_actors = resources.get("gpu", 0.0) == 0
         progress = SweepProgress()

@@ -524,6 +524,9 @@ class _PackEpochEnd:
             m.state.tokens = tokens
             m.state.save(checkpoint / MEMBERS_DIR / str(m.index))
             decorated = {**m.pending, **m.carry.get("metrics", {})}
+            # the member's share of the pack's seconds so far (earlier stages included)
+            earlier = float(m.carry.get("cost", {}).get("wall_s", 0.0))
+            decorated["pack_wall_s"] = round(m.state.wall_s + earlier, 3)
             decorated.update(_shared_keys(len(self.pack.members)))
             rows[m.index] = decorated
             m.pending = None
