@@ -109,14 +109,44 @@ def _status(result, ray_status: str | None) -> str:
 
 
 def _statuses(results, exp_path: str) -> dict[str, str]:
-    """trial_id -> status for every trial Ray created."""
+    """trial_id -> status for every trial Ray created; a pack counts each configuration
+    (``<trial_id>_<k>``, from its member directory) as the trials table does."""
     ray_status = ray_statuses(exp_path)
     out = {}
     for result in results:
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name.rsplit("-", 1)[
             -1
         ]
-        out[trial_id] = _status(result, ray_status.get(trial_id))
+        status = _status(result, ray_status.get(trial_id))
+        trial = trial_of(result.config or {})
+        if "pack" not in trial:
+            out[trial_id] = status
+            continue
+        for k, member_status in enumerate(_member_statuses(result, trial, status)):
+            out[f"{trial_id}_{k}"] = member_status
+    return out
+
+
+def _member_statuses(result, trial: dict, pack_status: str) -> list[str]:
+    """Each member's status: finished if its rows say so, else the pack's when the pack did
+    not finish (errored, unfinished), else pruned (stopped inside the pack)."""
+    from analysis.load import read_result_rows
+    from jola_ray.sweep.packs import member_dirname
+    from jola_ray.sweep.space import members
+
+    fs, path = resolve(result.path)
+    parent, pack_name = path.rstrip("/").rsplit("/", 1)
+    out = []
+    for member in members(trial):
+        where = f"{parent}/{member_dirname(pack_name, member['hp']['config_name'])}"
+        try:
+            rows = read_result_rows(fs, where)
+        except (FileNotFoundError, OSError):
+            rows = []
+        if any(r.get("run_status") == "finished" for r in rows):
+            out.append("finished")
+        else:
+            out.append(pack_status if pack_status != "finished" else "pruned")
     return out
 
 
@@ -282,7 +312,8 @@ def run_sweep(
     finally:
         cluster.shutdown()
     statuses = _statuses(results, exp_path)
-    return SweepOutcome(exp_path, statuses, wall, resumable, results, notes, space.grid_size())
+    configurations = len(space.member_trials())  # a pack is one trial of several
+    return SweepOutcome(exp_path, statuses, wall, resumable, results, notes, configurations)
 
 
 def summary_text(outcome: SweepOutcome) -> str:
