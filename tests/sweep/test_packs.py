@@ -116,7 +116,7 @@ def test_a_packed_sweep_reports_what_the_unpacked_sweep_reports(ray_cluster, tmp
 
     raw = {
         **BASE,
-        "methods": ["jola", "zero_shot"],
+        "methods": ["jola"],
         "configs": [
             {"name": "a", "lr": 5e-3},
             {"name": "b", "lr": 3e-2},
