@@ -21,7 +21,7 @@ from typing import Any
 
 from analysis.load import RAY_OPEN, ray_statuses, resolve
 from jola_ray.errors import ConfigError
-from jola_ray.sweep import DEFAULT_MAKE_CONFIG, DEFAULT_RUN
+from jola_ray.sweep import DEFAULT_MAKE_CONFIG, DEFAULT_RUN, DEFAULT_RUN_PACK
 from jola_ray.sweep.space import TRIAL_KEY, SearchSpace, resolved_max_t, trial_of
 
 MARKER = "jola_sweep.json"
@@ -150,13 +150,17 @@ def _member_statuses(result, trial: dict, pack_status: str) -> list[str]:
     return out
 
 
-def _trainable(resources: dict, run_fn, make_config, pack_setup=None):
+def _trainable(resources: dict, run_fn, make_config, pack_setup=None, run_pack_fn=None):
     from ray import tune
 
     from jola_ray.sweep.trainable import sweep_trial
 
     fn = tune.with_parameters(
-        sweep_trial, run_fn=run_fn, make_config=make_config, pack_setup=pack_setup
+        sweep_trial,
+        run_fn=run_fn,
+        make_config=make_config,
+        pack_setup=pack_setup,
+        run_pack_fn=run_pack_fn or DEFAULT_RUN_PACK,
     )
     return tune.with_resources(fn, {k: v for k, v in resources.items() if v})
 
@@ -238,11 +242,12 @@ def run_sweep(
     say: Callable[[str], None] | None = None,
     scheduler=None,
     reuse_actors: bool | None = None,
+    run_pack_fn: str | Callable = DEFAULT_RUN_PACK,
 ) -> SweepOutcome:
     """Run (or resume) the sweep of ``space``; see the module docstring.
 
     ``run_fn``/``make_config`` are what each trial runs (dotted paths or callables; stubs in
-    tests); ``scheduler`` replaces the space's (a comparison with Ray's pooled ASHA).
+    tests), ``run_pack_fn`` what a pack trial runs (``jola_ray.train.pack.run_pack``); ``scheduler`` replaces the space's (a comparison with Ray's pooled ASHA).
     ``reuse_actors`` keeps worker processes between trials, which saves each trial the import
     of torch/transformers/TRL (tens of seconds on a small CPU). A GPU trial must get a fresh
     process so its GPU memory is freed (Ray issue #30414). Default (None): reuse only when
@@ -285,7 +290,7 @@ def run_sweep(
         if note:
             notes.append(note)
             say(note)
-        trainable = _trainable(resources, run_fn, make_config, _pack_setup(space))
+        trainable = _trainable(resources, run_fn, make_config, _pack_setup(space), run_pack_fn)
         if reuse_actors is None:
             reuse_actors = resources.get("gpu", 0.0) == 0
         progress = SweepProgress()

@@ -144,3 +144,21 @@ def test_a_packed_sweep_reports_what_the_unpacked_sweep_reports(ray_cluster, tmp
     np.testing.assert_allclose(
         ep_packed["train_loss"].to_numpy(), ep_plain["train_loss"].to_numpy(), rtol=1e-5
     )
+
+    # A pack whose worker dies after its first checkpoint is retried from it (max_failures)
+    # and ends with the same results as the uninterrupted pack.
+    space = parse_space({**raw, "pack": True, "name": "retried", "max_failures": 1}, "inline")
+    outcome = run_sweep(
+        space,
+        storage_path=str(tmp_path),
+        say=lambda s: None,
+        run_pack_fn="sweep_stubs.run_pack_failing_once",
+    )
+    assert outcome.exit_code == 0 and set(outcome.statuses.values()) == {"finished"}
+    assert len(list((tmp_path / "retried").glob("*/failed_once"))) == 1  # it did die once
+    retried, retried_epochs = load_experiment(str(tmp_path / "retried"))
+    retried = retried.sort_values("config_name").reset_index(drop=True)
+    assert list(retried["status"]) == ["finished"] * 3 and retried["error"].isna().all()
+    for col in ("test_score", "best_dev_score", "best_epoch"):
+        np.testing.assert_allclose(retried[col], packed[col], rtol=1e-5, err_msg=col)
+    assert list(retried_epochs.groupby("config_name")["epoch"].max()) == [2, 2, 2]
