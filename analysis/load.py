@@ -238,7 +238,10 @@ def _epoch_table_rows(rows: list[dict]) -> list[dict]:
         seen.add(epoch)
         entry = {k: row[k] for k in EPOCH_KEYS if k in row}
         entry["epoch"] = epoch
-        entry.update({k: _num(v) for k, v in row.items() if k.startswith("dev_")})
+        # dev metrics and the recorded gate statistics (open_gate_fraction_<part>[_l<layer>])
+        entry.update(
+            {k: _num(v) for k, v in row.items() if k.startswith(("dev_", "open_gate_fraction_"))}
+        )
         out.append(entry)
     return out
 

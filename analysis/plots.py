@@ -1,13 +1,12 @@
 """Figures of the report (matplotlib, Agg backend), each written as PNG and PDF.
 
-Learning curves per task, gate maps of the selected trials, epochs ASHA saved per task, and the
-data-size / model-size line plots. Every function returns the paths it wrote (none when there is
+Learning curves per task, gate maps of the selected trials and epochs ASHA saved per task (the
+analyses' figures, data size and model size among them, are in ``study_plots``). Every function returns the paths it wrote (none when there is
 nothing to draw), so a report over results without checkpoints or without an axis still works.
 """
 
 from __future__ import annotations
 
-import math
 import os
 
 import matplotlib
@@ -18,8 +17,6 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from analysis.load import read_gates  # noqa: E402
-from analysis.select import seed_stats  # noqa: E402
-from analysis.tables import axis_sort_key  # noqa: E402
 from analysis.tasks import method_label, method_order  # noqa: E402
 
 
@@ -109,33 +106,3 @@ def asha_savings(asha: pd.DataFrame, out_dir: str) -> list[str]:
     ax.set(ylabel="epochs", title="Epochs run vs the full grid")
     ax.legend()
     return _save(fig, out_dir, "asha_savings")
-
-
-def axis_plots(selected: pd.DataFrame, axis: str, out_dir: str) -> list[str]:
-    """Test score (mean ± std over seeds) against train_size or model, one line per method."""
-    if axis not in selected.columns or selected[axis].nunique() < 2:
-        return []
-    values = sorted(selected[axis].unique(), key=axis_sort_key)
-    numeric = all(isinstance(v, (int, float)) for v in values)
-    paths = []
-    for task, part in selected.groupby("task", sort=True):
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for method in method_order(part["method"]):
-            rows = part[part["method"] == method]
-            xs, ys, es = [], [], []
-            for i, v in enumerate(values):
-                at = rows[rows[axis] == v]
-                mean, std, n = seed_stats(at.get("test_score", []))
-                if n:
-                    xs.append(v if numeric else i)
-                    ys.append(mean)
-                    es.append(0.0 if math.isnan(std) else std)
-            if xs:
-                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=method_label(method))
-        if not numeric:
-            ax.set_xticks(range(len(values)), [str(v) for v in values])
-        ax.set(xlabel=axis, ylabel="test score (%)", title=f"{task}: score vs {axis}")
-        ax.legend(fontsize=8)
-        kind = "data_size" if axis == "train_size" else "model_size"
-        paths += _save(fig, out_dir, _stem(kind, task))
-    return paths

@@ -9,9 +9,11 @@ import pandas as pd
 
 from analysis.ledger import asha_effect, ledger, status_counts
 from analysis.load import load_experiments
-from analysis.plots import asha_savings, axis_plots, gate_maps, learning_curves
+from analysis.plots import asha_savings, gate_maps, learning_curves
 from analysis.select import extra_axes, select_configs, summarise
-from analysis.tables import RENDERERS, Table, axis_tables, paper_tables
+from analysis.studies import gate_dynamics, sparsity_frame, study_tables
+from analysis.study_plots import study_plots
+from analysis.tables import RENDERERS, Table, paper_tables
 
 FORMATS = tuple(RENDERERS)
 
@@ -68,7 +70,8 @@ def _missing_section(summary: pd.DataFrame, axes: list[str]) -> str:
 def build_report(exp_dirs, out_dir: str | None = None, plots: bool = True) -> dict:
     """Load the experiments, compute every table and plot, and write them under ``out_dir``.
 
-    Returns a dict of the frames (trials, epochs, selected, summary, status, ledger, asha), the
+    Returns a dict of the frames (trials, epochs, selected, summary, status, ledger, asha,
+    gate_dynamics, sparsity: per selected trial, closed gates at its selected epoch), the
     tables (list of Table), the out_dir and the plot paths.
     """
     if isinstance(exp_dirs, (str, os.PathLike)):
@@ -78,8 +81,9 @@ def build_report(exp_dirs, out_dir: str | None = None, plots: bool = True) -> di
     selected = select_configs(trials)
     summary = summarise(selected, trials)
     tables: list[Table] = paper_tables(selected, trials)
-    extra = extra_axes(trials)
-    tables += axis_tables(selected, "train_size", extra) + axis_tables(selected, "model", extra)
+    dynamics, sparsity = gate_dynamics(selected, epochs, trials), sparsity_frame(selected, epochs)
+    # The paper's analyses the sweep holds (recognised from its varying settings), then sparsity
+    tables += study_tables(selected, trials, epochs, sparsity)
     parts = {
         "trials": trials,
         "epochs": epochs,
@@ -88,6 +92,8 @@ def build_report(exp_dirs, out_dir: str | None = None, plots: bool = True) -> di
         "status": status_counts(trials),
         "ledger": ledger(trials),
         "asha": asha_effect(trials),
+        "gate_dynamics": dynamics,
+        "sparsity": sparsity,
     }
     out_dir = out_dir or default_out_dir(exp_dirs[0])
     table_dir, plot_dir = os.path.join(out_dir, "tables"), os.path.join(out_dir, "plots")
@@ -104,8 +110,7 @@ def build_report(exp_dirs, out_dir: str | None = None, plots: bool = True) -> di
         written += learning_curves(epochs, plot_dir)
         written += gate_maps(selected, trials, plot_dir)
         written += asha_savings(parts["asha"], plot_dir)
-        written += axis_plots(selected, "train_size", plot_dir)
-        written += axis_plots(selected, "model", plot_dir)
+        written += study_plots(selected, trials, epochs, plot_dir, dynamics)
     return {**parts, "tables": tables, "out_dir": out_dir, "plots": written}
 
 

@@ -16,17 +16,29 @@ import pandas as pd
 
 from analysis.load import STATUSES
 
+# Settings the paper's analyses sweep (analysis.studies): one that is fixed within each experiment
+# but differs between experiments loaded together (say three runs of jola.gates) is an axis too.
+ANALYSIS_SETTINGS = ("jola.gates", "jola.parts", "jola.site", "lr_schedule", "lofit.top_k")
+
 
 def extra_axes(trials: pd.DataFrame) -> list[str]:
     """Sweep axes besides method/model/task/seed that take several values (e.g. train_size).
 
     Candidates are the extra axes the loader found at the top of params.json, plus train_size
-    (a fixed setting that differs between experiments loaded together is an axis too).
+    (a fixed setting that differs between experiments loaded together is an axis too), plus an
+    analysis setting (``ANALYSIS_SETTINGS``) constant within each experiment and varying across
+    them (within one experiment it is a configuration's setting, chosen on dev, not an axis).
     """
     names = {"train_size"}
     if "extra_axes" in trials.columns:
         for value in trials["extra_axes"].dropna():
             names.update(n for n in str(value).split(",") if n)
+    if "experiment" in trials.columns:
+        for name in ANALYSIS_SETTINGS:
+            if name in trials.columns and name not in names:
+                per_exp = trials.groupby("experiment")[name].nunique(dropna=True)
+                if (per_exp <= 1).all():
+                    names.add(name)
     return [n for n in sorted(names) if n in trials.columns and trials[n].nunique(dropna=True) > 1]
 
 
@@ -49,15 +61,15 @@ def select_configs(trials: pd.DataFrame, axes: list[str] | None = None) -> pd.Da
     """One row per (axes, expected seed): the selected trial, or why there is none.
 
     Columns: the axes, ``seed``, ``selected`` (bool), ``config_name``, ``trial_dir``,
-    ``best_dev_score``, the test metrics, ``trainable_params``, ``num_selected_heads``, and the
+    ``best_dev_score``, the test metrics, ``trainable_params``, ``num_selected_heads``,
+    ``best_epoch``, ``trial_path`` (where the per-epoch rows and checkpoints are), and the
     seed's trial counts ``n_trials`` and ``n_<status>``; ``reason`` says why nothing was selected.
     """
     axes = axes or analysis_axes(trials)
     cell_axes = [a for a in axes if a != "method"]
     tests = tested_metrics(trials)
-    carry = [
-        c for c in ("trainable_params", "base_params", "num_selected_heads") if c in trials.columns
-    ]
+    carry = ("trainable_params", "base_params", "num_selected_heads", "best_epoch", "trial_path")
+    carry = [c for c in carry if c in trials.columns]
     expected = {
         key: sorted(set(group["seed"]), key=_sort_key)
         for key, group in trials.groupby(cell_axes, sort=False, dropna=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import numbers
 import re
 from dataclasses import dataclass, field
 
@@ -202,28 +203,38 @@ def paper_tables(selected: pd.DataFrame, trials: pd.DataFrame) -> list[Table]:
     return tables
 
 
-def axis_tables(selected: pd.DataFrame, axis: str, extra: list[str] | None = None) -> list[Table]:
-    """Data-size (``train_size``) or model-size (``model``) analysis: per task, methods x axis.
+AXIS_TITLES = {"train_size": ("Data-size", "data_size"), "model": ("Model-size", "model_size")}
 
-    Empty unless the axis takes more than one value. Cells are test_score over seeds.
+
+def axis_tables(
+    selected: pd.DataFrame,
+    axis: str,
+    extra: list[str] | None = None,
+    title: str | None = None,
+    slug: str | None = None,
+) -> list[Table]:
+    """A curve analysis (data size ``train_size``, model size ``model``, head count
+    ``lofit.top_k``): per task (and value of the other varying axes), methods x axis values.
+
+    Empty unless the axis takes more than one value. Cells are test_score over seeds;
+    ``title``/``slug`` name the analysis (default: from ``AXIS_TITLES``, else the axis).
     """
     if axis not in selected.columns or selected[axis].nunique() < 2:
         return []
+    default_title, default_slug = AXIS_TITLES.get(axis, (axis, _slug(axis)))
+    title, slug = title or default_title, slug or default_slug
     extra = extra_axes(selected) if extra is None else extra  # the sweep's varying extra axes
     others = [a for a in ("model", *extra) if a != axis]
     others = [a for a in others if a in selected.columns and selected[a].nunique() > 1]
-    values = sorted(selected[axis].unique(), key=axis_sort_key)
+    values = sorted(selected[axis].dropna().unique(), key=axis_sort_key)
     tables = []
     for key, part in selected.groupby(["task", *others], sort=True):
         key = key if isinstance(key, tuple) else (key,)
         where = ", ".join(f"{a}={v}" for a, v in zip(["task", *others], key, strict=True))
-        header = ["Method"] + [f"{axis}={v}" for v in values]
-        slug = f"{'data_size' if axis == 'train_size' else 'model_size'}_" + "_".join(
-            _slug(v) for v in key
-        )
+        header = ["Method"] + [f"{axis}={_value_text(v)}" for v in values]
         table = Table(
-            f"{'Data-size' if axis == 'train_size' else 'Model-size'} analysis ({where})",
-            slug,
+            f"{title} analysis ({where})",
+            f"{slug}_" + "_".join(_slug(v) for v in key),
             header,
             ranked=list(range(1, len(header))),
         )
@@ -240,9 +251,17 @@ def axis_tables(selected: pd.DataFrame, axis: str, extra: list[str] | None = Non
     return tables
 
 
+def _value_text(value) -> str:
+    """An axis value as a header: whole floats without ``.0`` (a NaN-holding column is float)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def axis_sort_key(value):
-    """Numbers in order; model names by the size in them (``135M`` < ``1B`` < ``8b``), then name."""
-    if isinstance(value, (int, float)):
+    """Numbers in order (numpy's too: a column's values are numpy scalars); model names by the
+    size in them (``135M`` < ``1B`` < ``8b``), then name."""
+    if isinstance(value, numbers.Number) and not isinstance(value, bool):
         return (0, float(value), "")
     text = str(value)
     m = re.search(r"(\d+(?:\.\d+)?)\s*([mMbB])\b", text.replace("-", " ").replace("_", " "))

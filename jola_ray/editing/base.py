@@ -75,6 +75,11 @@ class HeadEdit(nn.Module):
     def open_gate_fraction(self) -> float:
         raise NotImplementedError
 
+    def gate_statistics(self) -> dict[str, float]:
+        """Per-epoch gate statistics to report (``open_gate_fraction_<part>[_l<layer>]``);
+        none for a method without gates."""
+        return {}
+
     # --- shared behaviour ---------------------------------------------------------------
     def inspect(self):
         """One row per (layer, head): gate_add, gate_mul, norm_add, norm_mul, selected, ..."""

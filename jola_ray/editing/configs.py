@@ -15,6 +15,8 @@ from jola_ray.errors import ConfigError
 
 JOLA_PENALTIES = ("paper", "reference")
 JOLA_PARTS = ("both", "add", "mul")
+JOLA_GATES = ("two", "shared", "none")
+JOLA_SITES = ("heads", "ffn", "residual", "bias")
 LOFIT_STAGES = ("scale", "bias")
 
 
@@ -35,6 +37,14 @@ class JoLAConfig:
             belongs to training; ``gate_lambda`` is then unused).
         parts: ``"both"``, or ``"add"`` / ``"mul"`` for the paper's additive-only and
             multiplicative-only ablations (the other vector and its gate do not exist).
+        gates: ``"two"`` (the paper's: one gate per part and head), ``"shared"`` (one gate per
+            head multiplies both parts, ``z' = (1 + g * m) * z + g * a``) or ``"none"`` (no
+            gates, the edit always on: ``z' = (1 + m) * z + a``, no penalty): the paper's gate
+            ablations.
+        site: where the edit sits (the component study): ``"heads"`` (the paper's, before
+            ``o_proj``), ``"ffn"`` (each layer's FFN output), ``"residual"`` (each layer's
+            output, the residual stream), ``"bias"`` (a gated bias on every linear projection),
+            or a ``+``-joined combination such as ``"heads+ffn"`` (``jola_sites.py``).
         layers: model layer indices to edit (None: all).
         heads: head indices to edit in every edited layer (None: all).
         per_example_gates: at training, one gate sample per example instead of one per forward.
@@ -46,6 +56,8 @@ class JoLAConfig:
     gate_lambda: float | str = "auto"
     penalty: str = "paper"
     parts: str = "both"
+    gates: str = "two"
+    site: str = "heads"
     layers: tuple[int, ...] | None = None
     heads: tuple[int, ...] | None = None
     per_example_gates: bool = False
@@ -63,6 +75,13 @@ class JoLAConfig:
             )
         _choice(self.penalty, "penalty", JOLA_PENALTIES, errors)
         _choice(self.parts, "parts", JOLA_PARTS, errors)
+        _choice(self.gates, "gates", JOLA_GATES, errors)
+        names = str(self.site).split("+")
+        if not all(n in JOLA_SITES for n in names) or len(set(names)) != len(names):
+            errors.append(
+                f"site: expected one of {', '.join(JOLA_SITES)} or a '+'-joined combination "
+                f"without repeats (heads+ffn), got {self.site!r}"
+            )
         self.layers = _index_tuple(self.layers, "layers", errors)
         self.heads = _index_tuple(self.heads, "heads", errors)
         if not isinstance(self.per_example_gates, bool):

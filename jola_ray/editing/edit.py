@@ -34,7 +34,13 @@ def apply_edit(
         )
     sites = find_head_sites(model)
     geometry = geometry_of(model, sites)
-    edit = edit_cls(sites, geometry, config, _generator(generator, config.seed))
+    gen = _generator(generator, config.seed)
+    if isinstance(config, JoLAConfig) and config.site != "heads":  # the component study
+        from jola_ray.editing.jola_sites import JoLASiteEdit
+
+        edit = JoLASiteEdit(model, sites, geometry, config, gen)
+    else:
+        edit = edit_cls(sites, geometry, config, gen)
     edit.attach(model)
     return edit
 
@@ -49,6 +55,10 @@ def count_edit_params(model_or_config, config: JoLAConfig | LoFiTConfig) -> int:
     if not isinstance(model, nn.Module):
         model = build_meta_model(model_or_config)
     sites = find_head_sites(model)
+    if isinstance(config, JoLAConfig) and config.site != "heads":
+        from jola_ray.editing.jola_sites import JoLASiteEdit
+
+        return JoLASiteEdit.count(model, geometry_of(model, sites), config)
     return edit_cls.count(geometry_of(model, sites), config)
 
 

@@ -209,6 +209,10 @@ def build_pack(model: nn.Module, configs: Sequence, generators: Sequence | None 
         edit_cls = EDIT_CLASSES.get(type(config))
         if edit_cls is None:
             raise ConfigError(f"unknown edit config {type(config).__name__}")
+        if getattr(config, "site", "heads") != "heads":  # JoLA's component study
+            raise ConfigError(
+                f"a trial pack edits heads only; JoLA at site {config.site!r} runs unpacked"
+            )
         gen = generators[i] if generators is not None else None
         members.append(edit_cls(sites, geometry, config, _generator(gen, config.seed)))
     pack = PackedHeadEdit(members)

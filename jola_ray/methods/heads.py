@@ -48,7 +48,12 @@ class HeadEditHandle:
         }
 
     def epoch_metrics(self) -> dict[str, float]:
-        return {"open_gate_fraction": float(self.edit.open_gate_fraction())}
+        """The open-gate fraction, and per part and layer (``open_gate_fraction_add_l0``, ...)
+        what the gate-dynamics analysis reads."""
+        return {
+            "open_gate_fraction": float(self.edit.open_gate_fraction()),
+            **self.edit.gate_statistics(),
+        }
 
     def save(self, path: str | Path) -> Path:
         from jola_ray.editing import save_edit

@@ -6,12 +6,19 @@ gates, expected-L0 penalty (``jola_ray.editing.jola``). Settings are ``jola.<fie
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
 from jola_ray.methods.base import Method, Stage, StageContext
 from jola_ray.methods.heads import HeadEditHandle, load_head_edit
 from jola_ray.settings import setting
+
+# jola.site: one site or a '+'-joined combination, in this order (heads+ffn, not ffn+heads).
+_SITES = ("heads", "ffn", "residual", "bias")
+SITE_CHOICES = tuple(
+    "+".join(c) for n in range(1, len(_SITES) + 1) for c in itertools.combinations(_SITES, n)
+)
 
 
 @dataclass
@@ -34,6 +41,18 @@ class JoLASettings:
         "both",
         "which JoLA vectors are edited (add/mul: the ablations)",
         choices=("both", "add", "mul"),
+    )
+    gates: str = setting(
+        "two",
+        "gates per head: two (one per part), shared (one for both parts) or none (edit always "
+        "on, no penalty): the gate ablations",
+        choices=("two", "shared", "none"),
+    )
+    site: str = setting(
+        "heads",
+        "where the edit sits: heads, ffn, residual, bias, or a '+'-joined combination "
+        "(heads+ffn): the component study",
+        choices=SITE_CHOICES,
     )
     layers: list[int] | None = setting(None, "layers to edit (None: all)", kind="int_list", ge=0)
     heads: list[int] | None = setting(
@@ -74,6 +93,8 @@ def edit_config(cfg: JoLASettings, seed: int | None):
         gate_lambda=cfg.gate_lambda,
         penalty=cfg.penalty,
         parts=cfg.parts,
+        gates=cfg.gates,
+        site=cfg.site,
         layers=tuple(cfg.layers) if cfg.layers else None,
         heads=tuple(cfg.heads) if cfg.heads else None,
         per_example_gates=cfg.per_example_gates,
@@ -99,6 +120,14 @@ def _attach(ctx: StageContext) -> HeadEditHandle:
     return HeadEditHandle(edit, _penalty_rule(ctx.config.gate_schedule))
 
 
+def _unpacked(cfg: JoLASettings) -> str | None:
+    """Only the head site packs: the other sites' hooks edit whole-layer outputs with one
+    configuration's vectors (no packed form)."""
+    if cfg.site == "heads":
+        return None
+    return f"jola.site {cfg.site!r} runs unpacked (only jola.site 'heads' packs)"
+
+
 def _count(model, cfg: JoLASettings) -> int:
     from jola_ray.editing import count_edit_params
 
@@ -112,5 +141,6 @@ METHOD = Method(
     count=_count,
     load=lambda model, path: load_head_edit(model, path, _penalty_rule("fixed")),
     packs=True,
+    unpacked=_unpacked,
     description="gated per-head scaling and bias, one stage, expected-L0 penalty",
 )

@@ -22,6 +22,11 @@ MODULES: dict[str, str] = {
     "jola": "jola_ray.methods.jola",
     "lofit": "jola_ray.methods.lofit",
     "lora": "jola_ray.methods.lora",
+    "bitfit": "jola_ray.methods.bitfit",
+    "red": "jola_ray.methods.red",
+    "loreft": "jola_ray.methods.loreft",
+    "repe": "jola_ray.methods.repe",
+    "iti": "jola_ray.methods.iti",
 }
 
 

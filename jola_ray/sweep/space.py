@@ -11,8 +11,10 @@ plain dict per trial (handed to Ray as ``{"trial": tune.grid_search(trials)}``):
     {"task", "seed", "model", "method", <extra axes>, "hp": {"config_name", ...},
      "fixed": {...}, "group": "method=...|model=...|task=...|seed=..."}
 
-With ``pack`` set, the configurations of a group whose method packs (``Method.packs``) and
-whose task trains with SFT become one trial per pack (at most ``pack`` configurations each):
+With ``pack`` set, the configurations of a group whose method packs (``Method.packs``), whose
+task trains with SFT and whose own settings pack (``unpacked_reason``: not JoLA at another site
+than the heads) become one trial per pack (at most ``pack`` configurations each; the others stay
+single trials):
 ``{..., "hp": {"config_name": "d1+d2+..."}, "pack": [hp, hp, ...], ...}``; ``members(trial)``
 gives each configuration's own trial dict back (``jola_ray.sweep.packs``).
 
@@ -141,12 +143,15 @@ class SearchSpace:
                         for c in self.configs.get(method, ())
                     ]
                 base = {**point, "fixed": dict(trial_fixed), "group": group}
-                if self.pack and len(hps) > 1 and _packs(method, task):
-                    for i in range(0, len(hps), self.pack):
-                        chunk = hps[i : i + self.pack]
+                packed = []
+                if self.pack and len(hps) > 1:
+                    packed = [hp for hp in hps if unpacked_reason({**base, "hp": hp}) is None]
+                if len(packed) > 1:
+                    for i in range(0, len(packed), self.pack):
+                        chunk = packed[i : i + self.pack]
                         name = "+".join(str(h["config_name"]) for h in chunk)
                         out.append({**base, "hp": {"config_name": name}, "pack": chunk})
-                    continue
+                    hps = [hp for hp in hps if not any(hp is p for p in packed)]
                 for hp in hps:
                     out.append({**base, "hp": hp})
         return out
@@ -179,19 +184,33 @@ def members(trial: dict[str, Any]) -> list[dict[str, Any]]:
     return [{**base, "hp": dict(hp)} for hp in trial["pack"]]
 
 
-def _packs(method: str, task: str) -> bool:
-    """Whether ``method`` trains packed on ``task`` (head edits on SFT tasks); unknown tasks
-    count as SFT (they are reported by the task check)."""
+def unpacked_reason(trial: dict[str, Any]) -> str | None:
+    """Why one configuration's trial dict trains unpacked under ``pack``, or None when it packs:
+    its method does not pack (``Method.packs``), its task trains with preferences (DPO), or its
+    own settings run unpacked (``Method.unpacked``: JoLA at another site than the heads).
+    Unknown tasks count as SFT and invalid settings as packing: their checks report them."""
     from jola_ray.methods import registry
 
-    if not registry.get(method).packs:
-        return False
+    trial = trial_of(trial)
+    method = registry.get(trial["method"])
+    if not method.packs:
+        return method.unpacked_reason(None)
     try:
         from jola_ray.data import get_task
 
-        return get_task(task).training == "sft"
+        training = get_task(trial["task"]).training
     except Exception:  # data layer absent or unknown task (reported by _check_tasks)
-        return True
+        training = "sft"
+    if training != "sft":
+        return f"task {trial['task']} trains with {training} (packs train SFT tasks)"
+    if method.unpacked is None:
+        return None
+    prefix = f"{method.name}."
+    flat = run_config_dict(trial)
+    cfg, problems = method.build_config(
+        {k[len(prefix) :]: v for k, v in flat.items() if k.startswith(prefix)}
+    )
+    return None if problems else method.unpacked_reason(cfg)
 
 
 def group_key(point: dict[str, Any], extra_names: list[str] | tuple[str, ...] = ()) -> str:
@@ -711,6 +730,14 @@ def describe(space: SearchSpace) -> str:
         lines.append(f"  {model}: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     per_method = {m: sum(t["method"] == m for t in trials) for m in space.methods}
     lines.append("  trials per method: " + ", ".join(f"{m}={n}" for m, n in per_method.items()))
+    if space.pack:
+        unpacked: dict[str, int] = {}
+        for t in trials:
+            reason = None if "pack" in t else unpacked_reason(t)
+            if reason is not None and catalog.is_tuned(t["method"]):
+                unpacked[reason] = unpacked.get(reason, 0) + 1
+        for reason, n in sorted(unpacked.items()):
+            lines.append(f"  unpacked: {n} trials: {reason}")
     groups = {t["group"] for t in trials}
     sch = space.scheduler
     if sch.type == "asha":

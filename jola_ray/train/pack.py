@@ -34,8 +34,11 @@ members that trained that epoch, and once at the end with the finished members' 
 Cost: the pack's wall seconds are shared, each epoch's among the members live in it;
 every member's metrics say so (``pack_size``, ``cost_shared: true``).
 
-Methods that pack: ``jola`` and ``lofit`` (both stages) on SFT tasks. ``zero_shot`` trains
-nothing and preference (DPO) tasks use TRL's DPO loss; both run unpacked (``packable``).
+Methods that pack: ``jola`` (every ``jola.gates`` and ``jola.parts``, at ``jola.site: heads``)
+and ``lofit`` (both stages) on SFT tasks. ``zero_shot`` trains nothing, the baselines (BitFit,
+RED, LoReFT, RepE, ITI, LoRA) edit other modules, JoLA at other sites hooks whole-layer outputs,
+and preference (DPO) tasks use TRL's DPO loss: all run unpacked (``packable``,
+``Method.unpacked_reason``).
 """
 
 from __future__ import annotations
@@ -104,8 +107,12 @@ def pack_problems(cfgs: Sequence[RunConfig]) -> list[str]:
         values = [getattr(c, name) for c in cfgs]
         if any(v != values[0] for v in values):
             problems.append(f"{name}: members differ ({', '.join(sorted(set(map(repr, values))))})")
-    if not problems and not packable(cfgs[0].method):
-        problems.append(f"method {cfgs[0].method!r} runs unpacked (its edit does not pack)")
+    if not problems:
+        from jola_ray.methods import registry
+
+        method = registry.get(cfgs[0].method)
+        reasons = {method.unpacked_reason(c.method_config) for c in cfgs} - {None}
+        problems += sorted(reasons)
     outs = [c.output_dir for c in cfgs]
     if len(set(outs)) != len(outs):
         problems.append("output_dir: every member needs its own")

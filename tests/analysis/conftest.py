@@ -198,7 +198,7 @@ def experiment(tmp_path_factory):
     return root
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fake():
     """The builders above, for tests that write their own experiment dirs (conftest is not
     importable under --import-mode=importlib)."""

@@ -58,6 +58,57 @@ def test_preference_tasks_and_unpackable_methods_run_unpacked():
     assert not registry.get("lora").packs and not registry.get("zero_shot").packs
 
 
+def test_jola_at_other_sites_runs_unpacked_and_heads_pack_beside_it():
+    """A group of jola.site ffn stays single trials; the heads group packs; within one group,
+    configurations at another site leave the pack (said in the dry-run text)."""
+    from jola_ray.sweep.space import describe, unpacked_reason
+
+    space = _space(methods=["jola"], axes={"jola.site": ["heads", "ffn"]}, pack=True)
+    by_site = {}
+    for t in space.trials():
+        by_site.setdefault(t["jola.site"], []).append(t)
+    assert [len(t["pack"]) for t in by_site["heads"]] == [5]
+    assert len(by_site["ffn"]) == 5 and all("pack" not in t for t in by_site["ffn"])
+    assert "site 'ffn' runs unpacked" in unpacked_reason(by_site["ffn"][0])
+    assert "unpacked: 5 trials: jola.site 'ffn' runs unpacked" in describe(space)
+
+    configs = [dict(c) for c in BASE["configs"]]
+    configs[1]["jola.site"] = "heads+residual"
+    mixed = _space(methods=["jola"], configs=configs, pack=True)
+    trials = mixed.trials()
+    assert [h["config_name"] for h in trials[0]["pack"]] == ["c1", "c3", "c4", "c5"]
+    assert [t["hp"]["config_name"] for t in trials[1:]] == ["c2"]
+    key = lambda t: json.dumps(t, sort_keys=True)  # noqa: E731
+    plain = _space(methods=["jola"], configs=configs)
+    assert sorted(map(key, mixed.member_trials())) == sorted(map(key, plain.trials()))
+
+
+@pytest.mark.parametrize(
+    "name", ["commonsense", "gem", "lofit", "component_study", "gate_ablation"]
+)
+def test_shipped_spaces_with_baselines_pack_only_head_edits(name):
+    """``pack: true`` over the paper spaces: JoLA/LoFiT groups pack, every baseline (BitFit,
+    RED, LoReFT, RepE, ITI, LoRA) stays one trial per configuration, nothing is lost."""
+    import yaml
+
+    from jola_ray.sweep.space import SHIPPED_DIR
+
+    raw = yaml.safe_load((SHIPPED_DIR / f"{name}.yaml").read_text())
+    plain, packed = parse_space(raw, name), parse_space({**raw, "pack": True}, name)
+    key = lambda t: json.dumps(t, sort_keys=True)  # noqa: E731
+    assert sorted(map(key, packed.member_trials())) == sorted(map(key, plain.trials()))
+    kinds = {}
+    for t in packed.trials():
+        site = t.get("jola.site", "heads")
+        kinds.setdefault((t["method"], site), set()).add("pack" in t)
+    for (method, site), packs in kinds.items():
+        if method in ("jola", "lofit") and site == "heads":
+            assert True in packs, (name, method)
+        else:
+            assert packs == {False}, (name, method, site)
+    assert len(packed.trials()) < len(plain.trials())
+
+
 def _asha_keeps(values, rf):
     """ASHA's cut when every value of the rung is known: continue if >= the (1 - 1/rf)
     percentile of the recorded values (numpy's, as Ray's AsyncHyperBandScheduler)."""

@@ -25,10 +25,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 # name -> (tasks, seeds, models, trained methods, extra-axis product, configs, zero-shot?)
 SHIPPED_GRIDS = {
-    "commonsense": (8, 3, 2, 3, 1, 5, True),
-    "mmlu_pro": (14, 3, 2, 3, 1, 5, True),
-    "gem": (4, 3, 2, 3, 1, 5, True),
-    "lofit": (4, 3, 2, 3, 1, 5, True),
+    # the paper spaces: JoLA, LoFiT, LoRA, BitFit, RED, RepE, ReFT (+ ITI for LoFiT's tasks)
+    "commonsense": (8, 3, 2, 7, 1, 5, True),
+    "mmlu_pro": (14, 3, 2, 7, 1, 5, True),
+    "gem": (4, 3, 2, 7, 1, 5, True),
+    "lofit": (4, 3, 2, 8, 1, 5, True),
     "data_size": (3, 3, 1, 1, 5, 5, True),
     "model_size": (8, 3, 4, 1, 1, 5, True),
 }
@@ -230,7 +231,7 @@ def test_fingerprint_is_stable_and_changes_with_the_grid():
 def test_dry_run_prints_grid_and_exits_2_on_errors(tmp_path, capsys):
     assert main(["sweep", "commonsense", "--dry-run", "--storage-path", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "grid size: 768 trials" in out  # 8 x 3 x 2 x (3 methods x 5 configs + zero-shot)
+    assert "grid size: 1728 trials" in out  # 8 x 3 x 2 x (7 methods x 5 configs + zero-shot)
     assert "tasks   (8): arc_c" in out
     assert f"experiment directory: {tmp_path}/commonsense" in out
     bad = tmp_path / "bad.yaml"
@@ -254,8 +255,11 @@ def test_demo_space_is_small_and_on_demo_tasks():
     space = load_space("demo")
     assert all(t.startswith("demo_") for t in space.tasks)
     assert len(space.tasks) >= 2 and len(space.seeds) == 2
-    assert set(space.methods) == {"jola", "lora", "zero_shot"} and len(space.configs["jola"]) == 5
+    assert set(space.methods) == {"jola", "lora", "bitfit", "red", "loreft", "zero_shot"}
+    assert len(space.configs["jola"]) == 5
     assert len(space.configs["lora"]) == 2  # the demo's LoRA row
+    # the trained baselines that learn a demo task at all, one configuration each
+    assert all(len(space.configs[m]) == 1 for m in ("bitfit", "red", "loreft"))
     assert space.models == ("tiny-demo",)
     assert json.loads(json.dumps(space.trials()))  # plain data, JSON-able
 

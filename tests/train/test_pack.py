@@ -31,6 +31,12 @@ HPS = [
 ]
 METHOD_HPS = {  # each method's own settings vary too
     "jola": [{}, {"jola.per_example_gates": True}, {"jola.gate_lambda": 0.01}],
+    # the gate ablations (one shared gate per head; no gates) and the parts ablations
+    "jola_gates": [
+        {"jola.gates": "shared"},
+        {"jola.gates": "none", "jola.parts": "mul"},
+        {"jola.gates": "shared", "jola.parts": "add", "jola.per_example_gates": True},
+    ],
     "lofit": [{}, {"lofit.l1_lambda": 5e-3}, {"lofit.stage1_lr": 3e-2, "lofit.top_k": 2}],
 }
 VOLATILE = {"cost_wall_s", "cost_gpu_s", "cost_peak_mem_gb", "s1_wall_s", "pack_size"}
@@ -40,6 +46,7 @@ VOLATILE |= {"cost_shared"}
 def _cfgs(tmp_path, prefix, method, hps=None):
     if hps is None:
         hps = [{**h, **own} for h, own in zip(HPS, METHOD_HPS[method], strict=True)]
+        method = method.split("_gates")[0]
     return [
         RunConfig.from_dict(
             {**BASE, "method": method, **h, "output_dir": str(tmp_path / f"{prefix}{i}")}
@@ -127,7 +134,7 @@ def _run_packed(cfgs, tmp_path, **kw):
     return rows, final
 
 
-@pytest.mark.parametrize("method", ["jola", "lofit"])
+@pytest.mark.parametrize("method", ["jola", "jola_gates", "lofit"])
 def test_packed_members_equal_their_single_runs(tmp_path, method, step_losses):
     alone_cfgs = _cfgs(tmp_path, "alone", method)
     packed_cfgs = _cfgs(tmp_path, "packed", method)
@@ -144,6 +151,18 @@ def test_packed_members_equal_their_single_runs(tmp_path, method, step_losses):
         files = {p.name for p in (Path(packed_cfgs[k].output_dir) / "final").iterdir()}
         assert {"metrics.json", "predictions.jsonl", "gates.csv", "edit.safetensors"} <= files
         assert final[k]["pack_size"] == len(HPS) and final[k]["cost_shared"] is True
+    if method.startswith("jola"):  # the per-epoch gate statistics, per part and layer
+        parts = [("add", "mul"), ("mul",), ("add",)] if method == "jola_gates" else [("add", "mul")]
+        for k in range(len(HPS)):
+            want = {
+                f"open_gate_fraction_{p}_l{layer}"
+                for p in parts[k % len(parts)]
+                for layer in (0, 1)
+            }
+            for row in packed[k][:-1]:
+                stats = {key for key in row if key.startswith("open_gate_fraction_")}
+                assert stats == want | {f"open_gate_fraction_{p}" for p in parts[k % len(parts)]}
+                assert stats <= set(alone[k][0]), f"member {k}: the single run's records"
     # the members really differ (not one configuration three times) and one stopped early
     assert len({round(f["train_loss"], 6) for f in final}) == len(HPS)
     assert len(alone[2]) < len(alone[0])
@@ -236,6 +255,10 @@ def test_members_that_cannot_share_a_pack_are_refused(tmp_path):
         run_pack(cfgs, pack_dir=tmp_path / "pack")
     zero = _cfgs(tmp_path, "z", "zero_shot", hps=[{}, {}])
     assert any("runs unpacked" in p for p in pack_problems(zero))
+    ffn = _cfgs(tmp_path, "f", "jola", hps=[{}, {"jola.site": "ffn"}])
+    assert pack_problems(ffn) == ["jola.site 'ffn' runs unpacked (only jola.site 'heads' packs)"]
+    with pytest.raises(ConfigError, match="jola.site 'ffn' runs unpacked"):
+        run_pack(ffn, pack_dir=tmp_path / "pack")
 
 
 def test_out_of_memory_names_the_pack_size(tmp_path):

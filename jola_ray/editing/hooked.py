@@ -1,0 +1,207 @@
+"""The plumbing of the edits that hook sites other than the heads (RED, LoReFT, RepE, ITI).
+
+A ``HookedEdit`` is an ``nn.Module`` holding a method's tensors. ``attach`` freezes the whole
+base model (``lm_head`` included), registers the edit as ``model.head_edit`` (the one slot an
+edit occupies, so a HF/TRL Trainer finds and optimises its parameters and
+``model.train()``/``model.eval()`` reach it) and registers the subclass's hooks. ``remove``
+undoes all of it: hooks off, the slot emptied, every ``requires_grad`` flag as it was. The edit
+is the method plug-in's ``Attached`` handle (``jola_ray.methods.base``): ``parameters()``,
+``penalty()``, ``remove()``, ``disabled()``, ``inspect()``, ``summary()``, ``epoch_metrics()``,
+``save()``.
+
+Files are safetensors: the edit's ``state_dict`` plus string metadata (format, method, model
+type, the config as JSON, and the subclass's ``geometry()`` as JSON) from which ``load_hooked``
+rebuilds the edit on a matching model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from jola_ray.editing.base import EDIT_ATTRIBUTE
+from jola_ray.editing.sites import model_type_of
+from jola_ray.errors import JolaRayError
+
+FORMAT = "jola_ray.edit/1"
+
+
+class HookedEdit(nn.Module):
+    """Base class: subclasses create their tensors in ``__init__`` and hooks in ``_hook``."""
+
+    method: ClassVar[str] = ""
+
+    def __init__(self, config: Any, model_type: str) -> None:
+        super().__init__()
+        self.config = config
+        self.model_type = model_type
+        self._handles: list = []
+        self._model_ref = None
+        self._grad_flags: dict[str, bool] = {}
+        self._enabled = True
+
+    # --- what a subclass implements -------------------------------------------------------
+    def _hook(self, model: nn.Module) -> list:
+        """Register the method's hooks on ``model``; return their handles."""
+        raise NotImplementedError
+
+    def geometry(self) -> dict[str, Any]:
+        """JSON-safe facts a saved file must match on the model it is loaded into."""
+        return {}
+
+    # --- the Attached handle ---------------------------------------------------------------
+    def attach(self, model: nn.Module) -> HookedEdit:
+        if EDIT_ATTRIBUTE in model._modules:
+            raise JolaRayError(
+                f"the model already carries an edit (`model.{EDIT_ATTRIBUTE}`); call its "
+                "remove() before applying another"
+            )
+        self._grad_flags = {name: p.requires_grad for name, p in model.named_parameters()}
+        model.requires_grad_(False)
+        device = next((p.device for p in model.parameters()), None)
+        if device is not None and device.type != "meta":
+            self.to(device)
+        model.add_module(EDIT_ATTRIBUTE, self)  # after freezing: the edit's parameters train
+        self.train(model.training)
+        self._model_ref = weakref.ref(model)
+        self._handles = list(self._hook(model))
+        return self
+
+    def remove(self) -> None:
+        """Remove the hooks and ``model.head_edit``; restore every requires_grad flag."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        model = self._model_ref() if self._model_ref is not None else None
+        if model is None:
+            return
+        if model._modules.get(EDIT_ATTRIBUTE) is self:
+            del model._modules[EDIT_ATTRIBUTE]
+        for name, param in model.named_parameters():
+            if name in self._grad_flags:
+                param.requires_grad_(self._grad_flags[name])
+        self._model_ref = None
+
+    @contextlib.contextmanager
+    def disabled(self) -> Iterator[None]:
+        """Run the model as if untouched (e.g. DPO reference log-probs); nests safely."""
+        previous, self._enabled = self._enabled, False
+        try:
+            yield
+        finally:
+            self._enabled = previous
+
+    def penalty(self, step: int = 0, total_steps: int = 0) -> None:
+        return None
+
+    def inspect(self):
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        return {}
+
+    def epoch_metrics(self) -> dict[str, float]:
+        return {}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the edit's tensors and metadata to ``path`` (a .safetensors file)."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        metadata = {
+            "format": FORMAT,
+            "method": self.method,
+            "model_type": self.model_type,
+            "config": json.dumps(_config_dict(self.config)),
+            "geometry": json.dumps(self.geometry()),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(path), metadata=metadata)
+        return path
+
+
+def read_metadata(path: str | Path, method: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(config dict, geometry dict)`` of a file saved by a ``HookedEdit`` of ``method``."""
+    from safetensors import safe_open
+
+    from jola_ray.editing.persist import EditFileError
+
+    path = Path(path)
+    if not path.is_file():
+        raise EditFileError(f"edit file {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as err:  # safetensors raises its own error types for corrupt files
+        raise EditFileError(f"edit file {path} is not a safetensors file: {err}") from None
+    if meta.get("format") != FORMAT or meta.get("method") != method:
+        raise EditFileError(
+            f"{path} is not a jola-ray {method} edit file (format={meta.get('format')!r}, "
+            f"method={meta.get('method')!r})"
+        )
+    return json.loads(meta["config"]), json.loads(meta["geometry"])
+
+
+def load_state(edit: HookedEdit, path: str | Path) -> HookedEdit:
+    """Copy the tensors of ``path`` into ``edit`` (already built from the file's config);
+    ``EditFileError`` naming the tensors when the file's do not fit, and the edit is removed."""
+    from safetensors.torch import load_file
+
+    from jola_ray.editing.persist import EditFileError
+
+    tensors = load_file(str(path))
+    expected = edit.state_dict()
+    if set(expected) != set(tensors) or any(
+        expected[k].shape != tensors[k].shape for k in expected
+    ):
+        edit.remove()
+        raise EditFileError(
+            f"edit file {path} holds tensors "
+            f"{sorted((k, tuple(v.shape)) for k, v in tensors.items())}, the config needs "
+            f"{sorted((k, tuple(v.shape)) for k, v in expected.items())}"
+        )
+    edit.load_state_dict(tensors)
+    return edit
+
+
+def check_geometry(path: str | Path, saved: dict[str, Any], model: nn.Module, actual: dict) -> None:
+    """``EditFileError`` naming every field where a file's geometry differs from the model's."""
+    from jola_ray.editing.persist import EditFileError
+
+    mismatches = [
+        f"{k}: file {saved.get(k)!r}, model {v!r}" for k, v in actual.items() if saved.get(k) != v
+    ]
+    if mismatches:
+        raise EditFileError(
+            f"edit file {path} does not fit this {model_type_of(model)!r} model: "
+            + "; ".join(mismatches)
+        )
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def output_tensor(output):
+    """The hidden states of a module's output (a tensor, or the first item of a tuple)."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+def replace_output(output, hidden: torch.Tensor):
+    """``output`` with its hidden states replaced by ``hidden`` (same container type)."""
+    if isinstance(output, tuple):
+        return (hidden, *output[1:])
+    return hidden
