@@ -42,6 +42,10 @@ FINAL_KEYS = (
     "cost_wall_s",
     "cost_gpu_s",
     "cost_peak_mem_gb",
+    "examples_train",
+    "examples_dev",
+    "examples_test",
+    "train_truncated",
 )
 # Columns of the per-epoch table taken from each result row, in this order (others follow).
 EPOCH_KEYS = (
@@ -219,6 +223,8 @@ def _summarise(rows: list[dict], error_text: str | None) -> dict:
         for key in FINAL_KEYS:
             if key in final:
                 out[key] = _num(final[key])
+        # the run's note when a split came out smaller than the space asked ("" when full)
+        out["short_splits"] = str(final.get("short_splits") or "")
     last = rows[-1] if rows else {}
     out["open_gate_fraction"] = _num(last.get("open_gate_fraction"))
     out["time_total_s"] = _num(last.get("time_total_s"))

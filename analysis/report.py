@@ -67,6 +67,20 @@ def _missing_section(summary: pd.DataFrame, axes: list[str]) -> str:
     return frame_to_markdown(gaps[cols])
 
 
+def _short_section(trials: pd.DataFrame) -> str:
+    """Trials trained or tested on fewer examples than the space asked (the run's own note)."""
+    if "short_splits" not in trials.columns:
+        return ""
+    short = trials[trials["short_splits"].fillna("").astype(str) != ""]
+    if short.empty:
+        return ""
+    cols = [c for c in ("trial_dir", "task", "method", "seed", "short_splits") if c in short]
+    return (
+        f"**Trials with fewer examples than asked** ({len(short)}: their data files are "
+        "smaller than the space's sizes)\n\n" + frame_to_markdown(short[cols])
+    )
+
+
 def build_report(exp_dirs, out_dir: str | None = None, plots: bool = True) -> dict:
     """Load the experiments, compute every table and plot, and write them under ``out_dir``.
 
@@ -141,6 +155,7 @@ def render_report(exp_dirs, out_dir: str | None = None, fmt: str = "md", plots: 
     if (asha["compared"] > 0).any():
         out.append("**ASHA vs the full grid** (seeds compared, same configuration selected)\n")
         out.append(frame_to_markdown(asha, floatfmt="{:.0f}"))
+    out.append(_short_section(rep["trials"]))
     errors = rep["trials"][rep["trials"]["status"] == "errored"]
     if not errors.empty:
         out.append("**Errored trials**\n")

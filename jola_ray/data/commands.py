@@ -61,17 +61,23 @@ def _show(args) -> int:
         train_size=args.train_size,
         dev_size=args.dev_size,
         test_size=args.test_size,
+        need={"test"},  # a test-only folder is shown too (it can be evaluated)
     )
-    if not 0 <= args.index < len(splits.train):
-        raise DataError(f"--index {args.index} is outside the {len(splits.train)} train examples")
-    example = splits.train[args.index]
+    shown, split = (splits.train, "train") if splits.train else (splits.test, "test")
+    if not 0 <= args.index < len(shown):
+        raise DataError(f"--index {args.index} is outside the {len(shown)} {split} examples")
+    example = shown[args.index]
     print(f"task: {task.name} ({task.benchmark}, {task.kind}, training {task.training})")
     print(f"metrics: {', '.join(task.metrics)} (primary {task.primary_metric})")
     if task.labels:
         print(f"labels: {'/'.join(task.labels)}   extraction regex: {task.label_pattern}")
     sizes = splits.sizes()
     print(f"seed {args.seed}: train {sizes['train']}, dev {sizes['dev']}, test {sizes['test']}")
-    print(f"\n--- train example {example.id} (prompt) ---")
+    if not splits.train:
+        print("test only: no train file here; evaluate works, train does not")
+    if splits.short():
+        print(f"WARNING: fewer examples than asked: {splits.short_note()}")
+    print(f"\n--- {split} example {example.id} (prompt) ---")
     print(example.prompt, end="" if example.prompt.endswith("\n") else "\n")
     print("--- answer ---")
     print(example.answer)
@@ -81,6 +87,8 @@ def _show(args) -> int:
         print(f"--- choices (correct: {list(example.correct or ())}, best: {example.best}) ---")
         for i, choice in enumerate(example.choices):
             print(f"  [{i}] {choice}")
+    if example.options:
+        print(f"--- options this row lists ---\n  {'/'.join(example.options)}")
     if example.aliases:
         print("--- aliases / references ---\n  " + "\n  ".join(example.aliases))
     return 0

@@ -19,6 +19,7 @@ Formats:
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Mapping, Sequence
 
 from jola_ray.data.task import Example, build_prompt
@@ -58,6 +59,35 @@ def check_label(answer: str, labels: Sequence[str] | None, where: str, field: st
         raise DataError(
             f"{where}: field {field!r} is {answer!r}, not one of the labels {'/'.join(labels)}"
         )
+
+
+_ANSWER_FORMAT = re.compile(r"Answer format:\s*(\S+)")
+
+
+def listed_options(
+    instruction: str, labels: Sequence[str] | None, answer: str, where: str
+) -> tuple[str, ...] | None:
+    """The options a row's instruction lists on its last ``Answer format: a/b/c`` line.
+
+    None when the task has no label set, the line is missing, lists anything that is not a
+    label (free text such as "Answer format: one word" says nothing about options), or lists
+    every label of the task (the example is scored over all of them anyway). A gold answer the
+    row does not list is a ``DataError``.
+    """
+    if not labels:
+        return None
+    found = _ANSWER_FORMAT.findall(instruction)
+    if not found:
+        return None
+    options = tuple(o for o in found[-1].split("/") if o)
+    if not options or any(o not in labels for o in options):
+        return None
+    if answer not in options:
+        raise DataError(
+            f"{where}: the answer {answer!r} is not among the options its 'Answer format:' line "
+            f"lists ({'/'.join(options)})"
+        )
+    return None if set(options) == set(labels) else options
 
 
 def _str_list(row: Mapping, name: str, where: str) -> list[str]:

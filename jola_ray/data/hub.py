@@ -120,8 +120,15 @@ def _convert_split(task: Task, rows: list[dict], split: str, source: str) -> lis
             instruction, answer = formats.COMMONSENSE_CONVERTERS[task.name](row, where)
             formats.check_label(answer, task.labels, where)
             aliases = ()
+        options = formats.listed_options(instruction, task.labels, answer, where)
         examples.append(
-            Example(id=example_id, prompt=build_prompt(instruction), answer=answer, aliases=aliases)
+            Example(
+                id=example_id,
+                prompt=build_prompt(instruction),
+                answer=answer,
+                aliases=aliases,
+                options=options,
+            )
         )
     return examples
 
@@ -135,7 +142,12 @@ def _mmlu_pro(task: Task, rows: list[dict], source: str) -> Pools:
         where = _where(source, "test", i)
         qid = formats.require(row, "question_id", where, int)
         instruction, answer = formats.mmlu_pro(row, where)
-        examples.append(Example(id=f"q{qid:06d}", prompt=build_prompt(instruction), answer=answer))
+        options = formats.listed_options(instruction, task.labels, answer, where)
+        examples.append(
+            Example(
+                id=f"q{qid:06d}", prompt=build_prompt(instruction), answer=answer, options=options
+            )
+        )
     if len(examples) < 2:
         raise DataError(
             f"hub {source}: category {category!r} has {len(examples)} test rows, need 2+"

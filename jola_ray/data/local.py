@@ -19,12 +19,12 @@ Layouts (the directory may be the task's own folder or a root holding it; see do
 from __future__ import annotations
 
 import csv
-import json
-from collections.abc import Iterator
+import io
 from pathlib import Path
 
 from jola_ray.data import formats
-from jola_ray.data.sampling import Pools
+from jola_ray.data.files import read_records, read_text
+from jola_ray.data.sampling import ALL_SPLITS, Pools
 from jola_ray.data.task import Example, Task, build_prompt
 from jola_ray.errors import DataError
 
@@ -39,43 +39,40 @@ _SPLIT_ALIASES = {
 }
 
 
-def read_records(path: Path) -> Iterator[tuple[int, dict]]:
-    """(row number, record) of a JSON-list or JSON-lines file (row = 1-based item or line)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise DataError(f"{path}: cannot read: {err.strerror or err}") from err
-    if text.lstrip().startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from err
-        yield from enumerate(items, 1)
-        return
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}: row {number}: not valid JSON ({err.msg})") from err
+def _child(parent: Path, name: str) -> Path:
+    """``parent/name``, or the one child whose name equals ``name`` ignoring case."""
+    exact = parent / name
+    if exact.exists() or not parent.is_dir():
+        return exact
+    matches = [c for c in parent.iterdir() if c.name.lower() == name.lower()]
+    return matches[0] if len(matches) == 1 else exact
+
+
+def resolve_folder(root: Path, relative: str) -> Path:
+    """``root/relative`` with each component matched case-insensitively where it is not exact."""
+    path = root
+    for part in Path(relative).parts:
+        path = _child(path, part)
+    return path
 
 
 def _find(root: Path, names: tuple[str, ...]) -> Path | None:
     for name in names:
         for suffix in (".json", ".jsonl"):
-            if (root / f"{name}{suffix}").is_file():
-                return root / f"{name}{suffix}"
+            path = _child(root, f"{name}{suffix}")
+            if path.is_file():
+                return path
     return None
 
 
 def _locate(data_dir: Path, subdirs: list[str], marker: str, expected: str) -> Path:
-    """The first of ``data_dir`` and ``data_dir/<subdir>`` holding ``marker`` (a glob)."""
+    """The first of ``data_dir`` and ``data_dir/<subdir>`` (folder names matched ignoring case)
+    holding a file that matches ``marker`` (a glob, also matched ignoring case)."""
     if not data_dir.exists():
         raise DataError(f"data dir {data_dir} does not exist (expected {expected})")
-    candidates = [data_dir] + [data_dir / s for s in subdirs]
+    candidates = list(dict.fromkeys([data_dir] + [resolve_folder(data_dir, s) for s in subdirs]))
     for candidate in candidates:
-        if candidate.is_dir() and any(candidate.glob(marker)):
+        if candidate.is_dir() and _has(candidate, marker):
             return candidate
     looked = ", ".join(str(c) for c in candidates)
     raise DataError(
@@ -83,12 +80,22 @@ def _locate(data_dir: Path, subdirs: list[str], marker: str, expected: str) -> P
     )
 
 
-def local_pools(task: Task, data_dir: str | Path) -> Pools:
-    """The task's pools from files under ``data_dir``."""
+def _has(folder: Path, marker: str) -> bool:
+    import fnmatch
+
+    return any(fnmatch.fnmatch(c.name.lower(), marker.lower()) for c in folder.iterdir())
+
+
+def local_pools(task: Task, data_dir: str | Path, need: frozenset[str] = ALL_SPLITS) -> Pools:
+    """The task's pools from files under ``data_dir``.
+
+    ``need`` names the splits the caller reads; a commonsense/MMLU-Pro/GEM folder without
+    ``train.json`` is accepted when ``"train"`` is not among them (its train pool is empty).
+    """
     data_dir = Path(data_dir)
     loader = task.extra["loader"]
     if loader in ("commonsense", "mmlu_pro", "gem"):
-        return _instruction_pools(task, data_dir)
+        return _instruction_pools(task, data_dir, need)
     if loader == "truthfulqa":
         return _truthfulqa_pools(task, data_dir)
     if loader == "clutrr":
@@ -103,19 +110,26 @@ def local_pools(task: Task, data_dir: str | Path) -> Pools:
 # --- instruction/answer files ---------------------------------------------------------------
 
 
-def _instruction_pools(task: Task, data_dir: Path) -> Pools:
+def _instruction_pools(task: Task, data_dir: Path, need: frozenset[str]) -> Pools:
     dirname = task.extra.get("dirname", task.name)
-    subdirs = [dirname, f"{task.benchmark}/{dirname}", task.name]
+    names = list(dict.fromkeys([dirname, task.name, *task.extra.get("folder_aliases", ())]))
+    # the task folder itself, a root holding it (also under the benchmark's name) or the
+    # LLM-Adapters repository root (its dataset/ folder)
+    subdirs = [*names, *(f"{task.benchmark}/{n}" for n in names), *(f"dataset/{n}" for n in names)]
     root = _locate(
         data_dir, subdirs, "test.json*", "train.json and test.json (optional valid.json)"
     )
     train = _find(root, ("train",))
     test = _find(root, ("test",))
-    if train is None:
-        raise DataError(f"{root}: missing train.json (or train.jsonl) next to {test.name}")
+    if train is None and "train" in need:
+        raise DataError(
+            f"{root}: missing train.json (or train.jsonl) next to {test.name}; a folder with "
+            "test.json alone can be evaluated (jola-ray evaluate --split test, method zero_shot)"
+            " but not trained on"
+        )
     dev = _find(root, _DEV_NAMES)
     return Pools(
-        train=_instruction_file(task, train, "train"),
+        train=_instruction_file(task, train, "train") if train else [],
         dev=_instruction_file(task, dev, "dev") if dev else None,
         test=_instruction_file(task, test, "test"),
         origin=f"files in {root}",
@@ -145,7 +159,13 @@ def _instruction_example(task: Task, row: dict, where: str, default_id: str) -> 
     if aliases and answer not in aliases:
         aliases = (answer, *aliases)
     example_id = str(row.get("id") or default_id)
-    return Example(id=example_id, prompt=build_prompt(instruction), answer=answer, aliases=aliases)
+    return Example(
+        id=example_id,
+        prompt=build_prompt(instruction),
+        answer=answer,
+        aliases=aliases,
+        options=formats.listed_options(instruction, task.labels, answer, where),
+    )
 
 
 # --- LoFiT files ----------------------------------------------------------------------------
@@ -155,7 +175,10 @@ def _truthfulqa_pools(task: Task, data_dir: Path) -> Pools:
     fold = task.extra["fold"]
     expected = f"fold_{fold}_{{train,val,test}}_seed_42.csv (ITI/LoFiT TruthfulQA CSV)"
     root = _locate(
-        data_dir, ["truthfulqa", "lofit/truthfulqa"], f"fold_{fold}_test_seed_*.csv", expected
+        data_dir,
+        ["truthfulqa", "lofit/truthfulqa", "dataset/truthfulqa"],
+        f"fold_{fold}_test_seed_*.csv",
+        expected,
     )
     pools = {}
     for split in ("train", "val", "test"):
@@ -171,7 +194,7 @@ def _truthfulqa_pools(task: Task, data_dir: Path) -> Pools:
 
 
 def _truthfulqa_csv(path: Path, split: str) -> list[Example]:
-    with path.open(newline="", encoding="utf-8") as handle:
+    with io.StringIO(read_text(path), newline="") as handle:
         reader = csv.DictReader(handle)
         needed = ("Question", "Best Answer", "Correct Answers", "Incorrect Answers")
         missing = [c for c in needed if c not in (reader.fieldnames or [])]
@@ -200,10 +223,10 @@ def _truthfulqa_csv(path: Path, split: str) -> list[Example]:
 
 def _lofit_pools(task: Task, data_dir: Path, name: str, suffix: str, convert) -> Pools:
     expected = f"train{suffix}, val{suffix} and test{suffix} (LoFiT's {name} split)"
-    root = _locate(data_dir, [name, f"lofit/{name}"], f"test{suffix}", expected)
+    root = _locate(data_dir, [name, f"lofit/{name}", f"dataset/{name}"], f"test{suffix}", expected)
     pools = {}
     for split in ("train", "val", "test"):
-        path = root / f"{split}{suffix}"
+        path = _child(root, f"{split}{suffix}")
         if not path.is_file():
             raise DataError(f"{root}: missing {path.name} (expected {expected})")
         pools[split] = [

@@ -60,6 +60,8 @@ _COMMONSENSE = {
         ("train", None, "validation"),
     ),
 }
+# Other folder names users give the commonsense tasks (matched ignoring case, like the others).
+_FOLDER_ALIASES = {"siqa": ("social_iqa",), "obqa": ("openbookqa_main",)}
 # The reference evaluator's vocabularies (jola.md §4): ARC/OBQA/SIQA share answer1..answer5.
 _PATTERNS = {
     "answer": "answer1|answer2|answer3|answer4|answer5",
@@ -112,6 +114,7 @@ def _builtin_tasks() -> dict[str, Task]:
             extra={
                 "loader": "commonsense",
                 "dirname": dirname,
+                "folder_aliases": _FOLDER_ALIASES.get(name, ()),
                 "hub": ((hub_id, config, None), *_HUB_FALLBACKS.get(name, ())),
                 "hub_splits": splits,
             },

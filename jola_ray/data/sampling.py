@@ -17,13 +17,17 @@ raising ``dev_size`` never changes the train sample.
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 
 from jola_ray.data.task import Example, Splits
 from jola_ray.errors import DataError
 
+log = logging.getLogger(__name__)
+
 TEST_SUBSAMPLE_SEED = 0
+ALL_SPLITS = frozenset(("train", "dev", "test"))
 
 
 @dataclass(frozen=True)
@@ -59,22 +63,40 @@ def check_size(name: str, value: int | None, allow_none: bool = False) -> None:
 
 
 def sample_splits(
-    pools: Pools, seed: int, train_size: int | None, dev_size: int | None, test_size: int | None
+    pools: Pools,
+    seed: int,
+    train_size: int | None,
+    dev_size: int | None,
+    test_size: int | None,
+    need: frozenset[str] = ALL_SPLITS,
 ) -> Splits:
-    """The examples of one seed; None sizes take the whole pool (see the module docstring)."""
+    """The examples of one seed; None sizes take the whole pool (see the module docstring).
+
+    ``need``: the splits the caller reads. An empty train pool is accepted when ``"train"`` is
+    not among them (a folder holding only test.json: train is empty, dev too unless the source
+    has a validation split). A split that comes out smaller than asked is logged as a warning
+    and listed by ``Splits.short()``.
+    """
     for name, value in (
         ("train_size", train_size),
         ("dev_size", dev_size),
         ("test_size", test_size),
     ):
         check_size(name, value, allow_none=True)
-    if not pools.train:
+    if not pools.train and "train" in need:
         raise DataError(f"{pools.origin}: the train split is empty")
     if not pools.test:
         raise DataError(f"{pools.origin}: the test split is empty")
     rng = random.Random(seed)
     train_pool = _shuffled(_sorted_unique(pools.train, f"{pools.origin}, train"), rng)
-    if pools.dev is not None:
+    asked = {"train": train_size, "dev": dev_size, "test": test_size}
+    if not train_pool:  # a test-only source: train (and dev without a validation split) empty
+        asked = {"test": test_size, **({"dev": dev_size} if pools.dev else {})}
+        train, dev = [], []
+        if pools.dev:
+            dev_pool = _shuffled(_sorted_unique(pools.dev, f"{pools.origin}, dev"), rng)
+            dev = dev_pool if dev_size is None else dev_pool[:dev_size]
+    elif pools.dev is not None:
         if not pools.dev:
             raise DataError(f"{pools.origin}: the validation split is empty")
         n_train = len(train_pool) if train_size is None else min(train_size, len(train_pool))
@@ -89,7 +111,14 @@ def sample_splits(
     if test_size is not None and test_size < len(test):
         keep = set(random.Random(TEST_SUBSAMPLE_SEED).sample(range(len(test)), test_size))
         test = [e for i, e in enumerate(test) if i in keep]
-    return Splits(train=list(train), dev=list(dev), test=list(test))
+    splits = Splits(train=list(train), dev=list(dev), test=list(test), asked=asked)
+    if splits.short():
+        log.warning(
+            "%s: fewer examples than asked: %s (the run records the sizes used)",
+            pools.origin,
+            splits.short_note(),
+        )
+    return splits
 
 
 def _divide(available: int, train_size: int | None, dev_size: int | None, origin: str):

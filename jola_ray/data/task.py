@@ -42,6 +42,10 @@ class Example:
     ``"C"``; the reference text for GEM; the answer string for CLUTRR/MQuAKE; the best answer
     for TruthfulQA).
 
+    ``options`` are the labels this example offers, where a row lists its own (an ARC question
+    with three or five options, its "Answer format:" line; MMLU-Pro without its N/A options);
+    None means every label of the task. Label scoring and extraction read only these.
+
     ``aliases`` are the other accepted gold strings: MQuAKE's answer aliases; for GEM dev/test
     examples every reference of a multi-reference item (``answer`` is the first of them).
 
@@ -66,6 +70,11 @@ class Example:
     correct: tuple[int, ...] | None = None
     aliases: tuple[str, ...] = ()
     best: int | None = None
+    options: tuple[str, ...] | None = None
+
+    def labels_of(self, task: Task) -> tuple[str, ...] | None:
+        """The labels this example is scored over: its own options, else the task's."""
+        return self.options if self.options is not None else task.labels
 
 
 @dataclass(frozen=True)
@@ -76,8 +85,23 @@ class Splits:
     dev: list[Example]
     test: list[Example]
 
+    asked: dict[str, int | None] = field(default_factory=dict)  # the sizes asked for, per split
+
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "dev": len(self.dev), "test": len(self.test)}
+
+    def short(self) -> dict[str, tuple[int, int]]:
+        """Splits with fewer examples than asked: split -> (asked, used)."""
+        used = self.sizes()
+        return {
+            split: (asked, used[split])
+            for split, asked in self.asked.items()
+            if asked is not None and used[split] < asked
+        }
+
+    def short_note(self) -> str:
+        """``"train 18 of 200 asked, dev 17 of 200 asked"`` (empty when every split is full)."""
+        return ", ".join(f"{s} {u} of {a} asked" for s, (a, u) in self.short().items())
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,11 @@ class HookedEdit(nn.Module):
             "config": json.dumps(_config_dict(self.config)),
             "geometry": json.dumps(self.geometry()),
         }
+        model = self._model_ref() if self._model_ref is not None else None
+        if model is not None:  # the base model it is attached to (refused on another)
+            from jola_ray.editing.persist import base_model_metadata
+
+            metadata.update(base_model_metadata(model))
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file(tensors, str(path), metadata=metadata)
         return path
@@ -173,9 +178,20 @@ def load_state(edit: HookedEdit, path: str | Path) -> HookedEdit:
     return edit
 
 
-def check_geometry(path: str | Path, saved: dict[str, Any], model: nn.Module, actual: dict) -> None:
-    """``EditFileError`` naming every field where a file's geometry differs from the model's."""
-    from jola_ray.editing.persist import EditFileError
+def check_geometry(
+    path: str | Path,
+    saved: dict[str, Any],
+    model: nn.Module,
+    actual: dict,
+    *,
+    any_model: bool = False,
+) -> None:
+    """``EditFileError`` naming every field where a file's geometry differs from the model's,
+    or when the file was trained on another base model (its ``architecture`` and
+    ``base_fingerprint``; ``any_model=True`` skips that check)."""
+    from safetensors import safe_open
+
+    from jola_ray.editing.persist import EditFileError, check_base_model
 
     mismatches = [
         f"{k}: file {saved.get(k)!r}, model {v!r}" for k, v in actual.items() if saved.get(k) != v
@@ -184,6 +200,12 @@ def check_geometry(path: str | Path, saved: dict[str, Any], model: nn.Module, ac
         raise EditFileError(
             f"edit file {path} does not fit this {model_type_of(model)!r} model: "
             + "; ".join(mismatches)
+        )
+    if not any_model:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        check_base_model(
+            model, meta, Path(path), "jola_ray.editing.hooked.check_geometry(..., any_model=True)"
         )
 
 

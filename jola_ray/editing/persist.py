@@ -1,11 +1,15 @@
 """Save an edit alone (kilobytes, safetensors) and re-apply it to a matching model.
 
 The file holds the edit's tensors (fp32) and, as safetensors string metadata, what is needed to
-rebuild it: format version, method, model type, layers/heads/head_dim, and the config as JSON.
+rebuild it: format version, method, model type, layers/heads/head_dim, the config as JSON, and
+which base model it was trained on: the model class (``architecture``) and a fingerprint of the
+base model's config (``base_fingerprint``), so an edit trained on one model refuses another with
+the same head geometry.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -19,6 +23,37 @@ from jola_ray.errors import JolaRayError
 
 FORMAT = "jola_ray.head_edit/1"
 _CONFIGS = {cls.method: cls for cls in (JoLAConfig, LoFiTConfig)}
+
+
+# Config keys that do not change what the base model computes: names and paths, dtype and
+# quantization, attention kernel, runtime switches, special-token ids (the run sets pad_token_id).
+_NOT_FINGERPRINTED = frozenset(
+    {
+        "name_or_path", "torch_dtype", "dtype", "transformers_version", "architectures",
+        "quantization_config", "attn_implementation", "use_cache", "output_attentions",
+        "output_hidden_states", "return_dict", "pad_token_id", "bos_token_id", "eos_token_id",
+        "id2label", "label2id", "problem_type", "torchscript", "use_return_dict",
+    }
+)  # fmt: skip
+
+
+def base_fingerprint(model: nn.Module) -> str:
+    """16 hex digits of a SHA-256 over the base model's config, without the keys above."""
+    config = getattr(model, "config", None)
+    data = config.to_dict() if config is not None else {}
+    kept = {k: v for k, v in data.items() if k not in _NOT_FINGERPRINTED and not k.startswith("_")}
+    text = json.dumps(kept, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _architecture(model: nn.Module) -> str:
+    return type(model).__name__
+
+
+def base_model_metadata(model: nn.Module) -> dict[str, str]:
+    """The metadata naming the base model a saved file was trained on (any method's file):
+    the model class (``architecture``) and ``base_fingerprint``."""
+    return {"architecture": _architecture(model), "base_fingerprint": base_fingerprint(model)}
 
 
 class EditFileError(JolaRayError):
@@ -44,6 +79,9 @@ def save_edit(edit: HeadEdit, path: str | Path) -> Path:
         "layers": json.dumps(edit.edited_layers()),
         "config": json.dumps(edit.config.to_dict()),
     }
+    model = edit._model_ref() if edit._model_ref is not None else None
+    if model is not None:  # the base model it is attached to (a detached edit has none)
+        metadata.update(base_model_metadata(model))
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=metadata)
     return path
@@ -68,12 +106,15 @@ def read_edit_metadata(path: str | Path) -> dict[str, str]:
     return metadata
 
 
-def load_edit(model: nn.Module, path: str | Path) -> HeadEdit:
+def load_edit(model: nn.Module, path: str | Path, *, any_model: bool = False) -> HeadEdit:
     """Apply the edit stored in ``path`` to ``model`` and return it.
 
     Raises ``EditFileError`` when the file is not an edit or its geometry (layers, heads,
-    head_dim) differs from the model's, naming every mismatching field. A different model type
-    with the same geometry is allowed (e.g. a fine-tuned variant registered under another name).
+    head_dim) differs from the model's, naming every mismatching field, or when it was saved
+    from another base model (another model class, or a config whose fingerprint differs: an
+    edit trained on tiny-llama does not load onto tiny-gemma2). ``any_model=True`` skips the
+    base-model check (geometry is still checked). Files written before the check existed carry
+    no fingerprint and load as before.
     """
     from safetensors.torch import load_file
 
@@ -90,6 +131,8 @@ def load_edit(model: nn.Module, path: str | Path) -> HeadEdit:
             f"edit file {path} (saved for model type {meta['model_type']!r}) does not fit this "
             f"{geometry.model_type!r} model: " + "; ".join(mismatches)
         )
+    if not any_model:
+        check_base_model(model, meta, path, "load_edit(..., any_model=True)")
     config = _CONFIGS[meta["method"]].from_dict(json.loads(meta["config"]))
     tensors = load_file(str(path))
     edit = apply_edit(model, config, generator=0)  # values are overwritten below
@@ -104,3 +147,23 @@ def load_edit(model: nn.Module, path: str | Path) -> HeadEdit:
         )
     edit.load_state_dict(tensors)
     return edit
+
+
+def check_base_model(model: nn.Module, meta: dict[str, str], path: Path, override: str) -> None:
+    """Refuse a saved file (``meta``: its metadata) trained on another base model than
+    ``model``; ``override`` names the Python call that skips the check. A file without the
+    fields (written before they existed) passes."""
+    saved_arch, saved_print = meta.get("architecture"), meta.get("base_fingerprint")
+    here_arch, here_print = _architecture(model), base_fingerprint(model)
+    problems = []
+    if saved_arch is not None and saved_arch != here_arch:
+        problems.append(f"architecture: file {saved_arch}, model {here_arch}")
+    if saved_print is not None and saved_print != here_print:
+        problems.append(f"base config fingerprint: file {saved_print}, model {here_print}")
+    if problems:
+        raise EditFileError(
+            f"edit file {path} was trained on another base model (model type "
+            f"{meta.get('model_type')!r}): " + "; ".join(problems) + ". Load it onto the model "
+            f"it was trained on (the run's config.yaml names it; in Python, {override} skips "
+            "this check)"
+        )

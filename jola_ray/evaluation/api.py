@@ -136,10 +136,11 @@ def _valid_choices(example: Example) -> bool:
 
 
 def _evaluate_label_scoring(model, tokenizer, task, examples, batch_size) -> EvalResult:
-    labels = list(task.labels)
-    scores = score_labels(model, tokenizer, [e.prompt for e in examples], labels, batch_size)
+    """Each example scored over its own options (``Example.options``), else the task's labels."""
+    per_example = [list(e.labels_of(task)) for e in examples]
+    scores = score_labels(model, tokenizer, [e.prompt for e in examples], per_example, batch_size)
     predictions = []
-    for example, row in zip(examples, scores, strict=True):
+    for example, labels, row in zip(examples, per_example, scores, strict=True):
         best = labels[max(range(len(labels)), key=row.__getitem__)]
         predictions.append(
             {
@@ -163,7 +164,7 @@ def _references(example: Example) -> list[str]:
 def _score_generations(task, examples, outputs, bertscore: bool) -> EvalResult:
     predictions = []
     for example, output in zip(examples, outputs, strict=True):
-        pred = extract_answer(task, output)
+        pred = extract_answer(task, output, example.options)
         if task.kind == "classification":
             correct = pred is not None and pred == example.answer
         else:

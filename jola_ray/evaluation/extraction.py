@@ -41,15 +41,17 @@ def label_regex(task: Task) -> re.Pattern | None:
     return _label_regex(task.label_pattern, task.labels)
 
 
-def extract_answer(task: Task, text: str) -> str | None:
+def extract_answer(task: Task, text: str, options: tuple[str, ...] | None = None) -> str | None:
     """The prediction in ``text``: the first label match of the first response line.
 
     For a task without labels or label pattern (open generation) the whole first line is the
     prediction. Returns None when a classification line holds no label (scored as wrong). A
-    label pattern with a capture group yields the group's text.
+    label pattern with a capture group yields the group's text. ``options`` (an example's own
+    label set, ``Example.options``) restricts the match to those labels: on a four-option ARC
+    question "answer5" is not an answer, and a later "answer2" in the line is.
     """
     line = first_response_line(text)
-    regex = label_regex(task)
+    regex = _label_regex(None, options) if options else label_regex(task)
     if regex is None:
         return line
     match = regex.search(line)

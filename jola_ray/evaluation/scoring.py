@@ -108,13 +108,37 @@ def continuation_logprobs(
 
 
 def score_labels(
-    model, tokenizer, prompts: Sequence[str], labels: Sequence[str], batch_size: int = 64
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    labels: Sequence[str] | Sequence[Sequence[str]],
+    batch_size: int = 64,
 ) -> list[list[float]]:
-    """Log-likelihood of every label after every prompt: ``scores[example][label]``."""
-    pairs = [(p, label) for p in prompts for label in labels]
+    """Log-likelihood of every label after every prompt: ``scores[example][label]``.
+
+    ``labels`` is one label list for every prompt, or one list per prompt (an ARC question
+    with three options is scored over those three only).
+    """
+    if labels and isinstance(labels[0], str):
+        per_prompt = [list(labels)] * len(prompts)
+    else:
+        per_prompt = [list(ls) for ls in labels]
+        if len(per_prompt) != len(prompts):
+            raise ValueError(f"{len(per_prompt)} label lists for {len(prompts)} prompts")
+    return score_choices_raw(model, tokenizer, prompts, per_prompt, batch_size)
+
+
+def score_choices_raw(
+    model, tokenizer, prompts: Sequence[str], choices: Sequence[Sequence[str]], batch_size: int
+) -> list[list[float]]:
+    """Log-likelihood of each prompt's own continuations, appended as given (no space added)."""
+    pairs = [(p, c) for p, cs in zip(prompts, choices, strict=True) for c in cs]
     flat = continuation_logprobs(model, tokenizer, pairs, batch_size)
-    n = len(labels)
-    return [flat[i * n : (i + 1) * n] for i in range(len(prompts))]
+    out, start = [], 0
+    for cs in choices:
+        out.append(flat[start : start + len(cs)])
+        start += len(cs)
+    return out
 
 
 def answer_continuation(prompt: str, answer: str) -> str:
@@ -132,12 +156,7 @@ def score_choices(
     batch_size: int = 64,
 ) -> list[list[float]]:
     """Log-likelihood of every answer choice of every question: ``scores[example][choice]``."""
-    pairs = [
-        (p, answer_continuation(p, c)) for p, cs in zip(prompts, choices, strict=True) for c in cs
+    spaced = [
+        [answer_continuation(p, c) for c in cs] for p, cs in zip(prompts, choices, strict=True)
     ]
-    flat = continuation_logprobs(model, tokenizer, pairs, batch_size)
-    out, start = [], 0
-    for cs in choices:
-        out.append(flat[start : start + len(cs)])
-        start += len(cs)
-    return out
+    return score_choices_raw(model, tokenizer, prompts, spaced, batch_size)

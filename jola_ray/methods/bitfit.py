@@ -54,8 +54,11 @@ class BitFitHandle:
         from peft import BeftConfig
         from peft.tuners.beft import BeftModel
 
+        from jola_ray.editing.persist import base_model_metadata
+
         self.config = cfg
         self._model = model
+        self._base_meta = base_model_metadata(model)  # before peft touches the model
         sites = _sites(model, cfg)
         self._grad_flags = {n: p.requires_grad for n, p in model.named_parameters()}
         model.requires_grad_(False)
@@ -142,6 +145,7 @@ class BitFitHandle:
             "method": self.method,
             "model_type": str(getattr(self._model.config, "model_type", "?")),
             "config": json.dumps(config_dict(self.config)),
+            **self._base_meta,  # the base model it was trained on (refused on another)
         }
         save_file(tensors, str(path), metadata=metadata)
         return path
@@ -166,18 +170,27 @@ def count(model, cfg: BitFitSettings) -> int:
     return sum(s.out_features for s in _sites(model, cfg))
 
 
-def load(model, path: str | Path) -> BitFitHandle:
-    """Re-attach biases saved by ``BitFitHandle.save``; every tensor name and shape must fit."""
+def load(model, path: str | Path, *, any_model: bool = False) -> BitFitHandle:
+    """Re-attach biases saved by ``BitFitHandle.save``; every tensor name and shape must fit,
+    and the model must be the base model they were trained on (class and config fingerprint;
+    ``any_model=True`` skips that check)."""
     import torch
     from safetensors import safe_open
     from safetensors.torch import load_file
 
     from jola_ray.editing import EditFileError
+    from jola_ray.editing.persist import check_base_model
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     if meta.get("format") != FORMAT:
         raise EditFileError(f"{path} is not a jola-ray BitFit file (format={meta.get('format')!r})")
+    refused = None  # checked on the bare model; reported after the shapes (the plainer fault)
+    if not any_model:
+        try:
+            check_base_model(model, meta, Path(path), "methods.bitfit.load(..., any_model=True)")
+        except EditFileError as err:
+            refused = err
     handle = BitFitHandle(model, BitFitSettings(**json.loads(meta["config"])))
     tensors = load_file(str(path))
     own = handle.named_tensors()
@@ -187,6 +200,9 @@ def load(model, path: str | Path) -> BitFitHandle:
             f"{path} (saved for model type {meta.get('model_type')!r}) does not fit this model: "
             f"the file holds {len(tensors)} bias tensors, the model takes {len(own)}"
         )
+    if refused is not None:
+        handle.remove()
+        raise refused
     with torch.no_grad():
         for name, p in own.items():
             p.copy_(tensors[name].to(device=p.device, dtype=p.dtype))

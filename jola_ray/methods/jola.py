@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from jola_ray.methods.base import Method, Stage, StageContext
 from jola_ray.methods.heads import HeadEditHandle, load_head_edit
@@ -58,11 +60,27 @@ class JoLASettings:
     heads: list[int] | None = setting(
         None, "heads edited in every edited layer (None: all)", kind="int_list", ge=0
     )
+    gate_cyclic_start: float | None = setting(
+        None,
+        "cyclic gate schedule's weight at step 0 (None: the formula's 0.5; reference code 0.1)",
+        kind="float",
+        ge=0,
+        le=1,
+    )
+    gate_skip_at_zero: bool = setting(
+        False, "no gate penalty on steps whose weight lambda_t is 0 (the reference code's guard)"
+    )
     per_example_gates: bool = setting(False, "sample gate noise per example, not per batch")
     init_std: float = setting(1e-3, "std of the normal init of m and a", ge=0)
 
 
-def gate_weight(name: str, step: int, total_steps: int, fixed: float = 0.1) -> float:
+def gate_weight(
+    name: str,
+    step: int,
+    total_steps: int,
+    fixed: float = 0.1,
+    cyclic_start: float | None = None,
+) -> float:
     """The reference code's gate-penalty weight ``lambda_t`` at train step ``step``.
 
     The reference penalty is ``lambda_t * P_add + (1 - lambda_t) * P_mul``. ``t`` counts optimizer
@@ -72,7 +90,8 @@ def gate_weight(name: str, step: int, total_steps: int, fixed: float = 0.1) -> f
     - ``fixed``: ``fixed`` (0.1, the reference's starting value, unless configured);
     - ``expon``: ``0.1 * exp(-0.01 t)``;
     - ``linear``: from 0 to 0.2 over the run's ``total_steps``;
-    - ``cyclic``: ``0.5 + 0.5 * sin(2 pi t / 20)``.
+    - ``cyclic``: ``0.5 + 0.5 * sin(2 pi t / 20)``; at step 0 ``cyclic_start`` when given (the
+      reference code starts its cyclic weight at 0.1, not at the formula's 0.5).
     """
     if name == "fixed":
         return fixed
@@ -81,6 +100,8 @@ def gate_weight(name: str, step: int, total_steps: int, fixed: float = 0.1) -> f
     if name == "linear":
         return 0.2 * min(1.0, step / max(1, total_steps))
     if name == "cyclic":
+        if step == 0 and cyclic_start is not None:
+            return cyclic_start
         return 0.5 + 0.5 * math.sin(2 * math.pi * step / 20)
     raise ValueError(f"unknown gate schedule {name!r}")
 
@@ -104,11 +125,37 @@ def edit_config(cfg: JoLASettings, seed: int | None):
     )
 
 
-def _penalty_rule(schedule: str):
+def reference_penalty(
+    penalty: Callable[[float], Any],
+    schedule: str,
+    total_steps: int,
+    cyclic_start: float | None = None,
+    skip_at_zero: bool = False,
+) -> Callable[[int], Any]:
+    """step -> the reference penalty form's term: ``penalty(lambda_t)`` with ``lambda_t`` from
+    ``gate_weight``. ``skip_at_zero``: no penalty at all (a zero tensor) on steps where
+    ``lambda_t`` is exactly 0, as the reference code's ``if lambda != 0`` guard does (its
+    ``linear`` weight at step 0, ``cyclic`` at steps 15, 35, ...); the formula alone would still
+    apply the multiplicative-gate term ``(1 - lambda_t) * P_mul`` there.
+    """
+
+    def at(step: int):
+        lam = gate_weight(schedule, step, total_steps, cyclic_start=cyclic_start)
+        if skip_at_zero and lam == 0.0:
+            import torch
+
+            return torch.zeros(())
+        return penalty(lam)
+
+    return at
+
+
+def _penalty_rule(schedule: str, cyclic_start: float | None = None, skip_at_zero: bool = False):
     def rule(edit, step: int, total_steps: int):
         if edit.config.penalty == "paper":
             return edit.penalty()
-        return edit.penalty(gate_weight(schedule, step, total_steps))
+        at = reference_penalty(edit.penalty, schedule, total_steps, cyclic_start, skip_at_zero)
+        return at(step)
 
     return rule
 
@@ -117,7 +164,9 @@ def _attach(ctx: StageContext) -> HeadEditHandle:
     from jola_ray.editing import apply_edit
 
     edit = apply_edit(ctx.model, edit_config(ctx.config, ctx.seed))
-    return HeadEditHandle(edit, _penalty_rule(ctx.config.gate_schedule))
+    cfg = ctx.config
+    rule = _penalty_rule(cfg.gate_schedule, cfg.gate_cyclic_start, cfg.gate_skip_at_zero)
+    return HeadEditHandle(edit, rule)
 
 
 def _unpacked(cfg: JoLASettings) -> str | None:

@@ -69,10 +69,12 @@ class LoRAHandle:
         import torch
         from peft.tuners.lora import LoraModel
 
+        from jola_ray.editing.persist import base_model_metadata
         from jola_ray.errors import UnsupportedModelError
 
         self.config = cfg
         self._model = model
+        self._base_meta = base_model_metadata(model)  # before peft touches the model
         self._grad_flags = {n: p.requires_grad for n, p in model.named_parameters()}
         # biases a bias="lora_only"/"all" adapter trains are base tensors: keep their values
         self._bias_copy = {
@@ -182,6 +184,7 @@ class LoRAHandle:
             "method": self.method,
             "model_type": str(getattr(self._model.config, "model_type", "?")),
             "config": json.dumps(config_dict(self.config)),
+            **self._base_meta,  # the base model it was trained on (refused on another)
         }
         save_file(tensors, str(path), metadata=metadata)
         return path
@@ -191,18 +194,27 @@ def _attach(ctx: StageContext) -> LoRAHandle:
     return LoRAHandle(ctx.model, ctx.config, ctx.seed)
 
 
-def load(model, path: str | Path) -> LoRAHandle:
-    """Re-attach an adapter saved by ``LoRAHandle.save``; every tensor name and shape must fit."""
+def load(model, path: str | Path, *, any_model: bool = False) -> LoRAHandle:
+    """Re-attach an adapter saved by ``LoRAHandle.save``; every tensor name and shape must fit,
+    and the model must be the base model it was trained on (its class and config fingerprint,
+    as for head edits; ``any_model=True`` skips that check)."""
     import torch
     from safetensors import safe_open
     from safetensors.torch import load_file
 
     from jola_ray.editing import EditFileError
+    from jola_ray.editing.persist import check_base_model
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     if meta.get("format") != FORMAT:
         raise EditFileError(f"{path} is not a jola-ray LoRA file (format={meta.get('format')!r})")
+    refused = None  # checked on the bare model; reported after the shapes (the plainer fault)
+    if not any_model:
+        try:
+            check_base_model(model, meta, Path(path), "methods.lora.load(..., any_model=True)")
+        except EditFileError as err:
+            refused = err
     cfg = LoRASettings(**json.loads(meta["config"]))
     handle = LoRAHandle(model, cfg, seed=0)
     tensors = load_file(str(path))
@@ -214,6 +226,9 @@ def load(model, path: str | Path) -> LoRAHandle:
             f"the file holds {len(tensors)} adapter tensors, the model takes {len(own)} "
             "(different layers or shapes)"
         )
+    if refused is not None:
+        handle.remove()
+        raise refused
     with torch.no_grad():
         for name, p in own.items():
             p.copy_(tensors[name].to(device=p.device, dtype=p.dtype))

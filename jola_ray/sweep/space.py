@@ -47,7 +47,7 @@ RESOURCE_KEYS = ("cpu", "gpu")
 TOP_KEYS = {
     "name": "experiment name (default: the file's stem)",
     "description": "free text",
-    "tasks": "list of task names (jola-ray data list)",
+    "tasks": "list of task names (jola-ray tasks)",
     "seeds": "list of integer seeds",
     "models": "list of model specs (hub id, local path, tiny-<arch>)",
     "methods": "list of methods (jola-ray params --help lists them)",

@@ -50,7 +50,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    task: str = _leaf("demo_vowel", "task name from the registry (jola-ray data list)")
+    task: str = _leaf("demo_vowel", "task name from the registry (jola-ray tasks)")
     data_dir: str | None = _leaf(
         None, "local data directory (None: the task's default source)", kind="str"
     )
@@ -58,8 +58,12 @@ class DataConfig:
     train_size: int | None = _leaf(200, "training examples (None: all)", ge=1, optional=True)
     dev_size: int | None = _leaf(200, "dev examples (None: all)", ge=1, optional=True)
     test_size: int | None = _leaf(None, "test examples (None: all)", kind="int", ge=1)
-    max_length: int = _leaf(
-        400, "truncate prompt+answer to this many tokens (as the reference)", ge=1
+    max_length: int | None = _leaf(
+        None,
+        "tokens of prompt+answer per training example (None: the longest sampled example, so "
+        "none is cut; shorter: long prompts cut from the left, counted in the metrics)",
+        kind="int",
+        ge=1,
     )
     append_eos: bool = _leaf(
         False,
@@ -157,6 +161,8 @@ _REFERENCE_CODE = {
     "adam_epsilon": 1e-8,
     "jola.gate_schedule": "expon",
     "jola.penalty": "reference",
+    "jola.gate_cyclic_start": 0.1,
+    "jola.gate_skip_at_zero": True,
     "select_metric": "dev_loss",
 }
 

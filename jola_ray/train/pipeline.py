@@ -12,7 +12,11 @@ method: ``jola_ray.methods.registry`` gives the method's stages (``methods/base.
   removed; the base model must then be bitwise the base again. Only the last stage reports per
   epoch; earlier stages' best metrics ride along under their prefix (``s1_*``).
 - No stages (zero-shot): the untouched model is evaluated once and reported with ``epoch`` 0.
-- The final report carries every resolved setting of the run (``resolved``) beside its metrics.
+- The final report carries every resolved setting of the run (``resolved``) beside its metrics,
+  and the data it really used: the split sizes (``examples_*``, ``short_splits`` when a split is
+  smaller than asked) and what fitting examples to ``max_length`` did (``max_length_used``,
+  ``train_truncated``, ...; nothing is dropped). ``config.yaml`` is headed by the same record.
+- Bad data fails before the output folder is written, or (found late) leaves ``FAILED`` in it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 from collections.abc import Callable
@@ -38,6 +43,7 @@ log = logging.getLogger(__name__)
 
 Report = Callable[[dict, str], None]
 FINAL_DIR = "final"
+FAILED_FILE = "FAILED"  # written into the output dir when bad data stops a started run
 FINAL_FILES = ("metrics.json", "predictions.jsonl", "gates.csv", "edit.safetensors")
 
 
@@ -55,6 +61,7 @@ class _Run:
     report: Report | None
     cost: CostMeter
     datasets: dict = field(default_factory=dict)  # kind -> (train, dev), built once per run
+    fit: dict = field(default_factory=dict)  # what fitting examples to max_length did (metrics)
 
 
 def run(
@@ -81,8 +88,6 @@ def run(
     """
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.to_yaml(out / "config.yaml")
     resumed = None
     if resume_from is not None:
         if not RunState.exists(resume_from):
@@ -95,6 +100,9 @@ def run(
 
     from transformers import set_seed
 
+    from jola_ray.methods import registry
+
+    stages = registry.get(cfg.method).stages(cfg.method_config)
     if task is None:
         from jola_ray.data import get_task
 
@@ -109,6 +117,9 @@ def run(
             train_size=cfg.train_size,
             dev_size=cfg.dev_size,
             test_size=cfg.test_size,
+            # a method without stages reads dev (when there is one) and test: a test-only
+            # folder will do
+            need={"test"} if not stages else {"train", "dev", "test"},
         )
     from datasets.utils.logging import disable_progress_bar
 
@@ -118,9 +129,10 @@ def run(
 
     model, tok, device = load_model_and_tokenizer(cfg)
     ctx = _Run(cfg, task, splits, model, tok, device, out, report, CostMeter(device))
-    from jola_ray.methods import registry
-
-    stages = registry.get(cfg.method).stages(cfg.method_config)
+    if splits.train or splits.dev:
+        _datasets(ctx, task.training)  # bad data fails here, before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    _write_config(ctx, out / "config.yaml")
     try:
         if not stages:
             return _untrained(ctx)
@@ -129,10 +141,13 @@ def run(
         raise TrainingError(
             f"CUDA out of memory: model {cfg.model} ({cfg.dtype}, quantization {cfg.quantization}), "
             f"batch_size {cfg.batch_size}, eval_batch_size {cfg.eval_batch_size}, max_length "
-            f"{cfg.max_length}. Lower batch_size (raise grad_accum_steps to keep the effective "
+            f"{ctx.fit.get('max_length_used', cfg.max_length)}. Lower batch_size (raise grad_accum_steps to keep the effective "
             "batch), eval_batch_size or max_length, use dtype bf16 or quantization nf4, or give "
             f"the trial more GPU memory (gpu_memory_fraction is {cfg.gpu_memory_fraction})."
         ) from err
+    except DataError as err:  # bad data found late (e.g. while scoring): say so in the folder
+        (out / FAILED_FILE).write_text(f"run failed on bad data: {err}\n")
+        raise
 
 
 # --- the recipe ----------------------------------------------------------------------------
@@ -141,25 +156,31 @@ def run(
 def _untrained(ctx: _Run, handle=None) -> dict:
     """A method without stages (the untouched model), or one whose last stage is a ``build``
     (``handle``: an edit computed from the training data, not trained): dev and test metrics,
-    one report with ``epoch`` 0."""
-    dev = _evaluate(ctx, ctx.splits.dev, "dev")
+    one report with ``epoch`` 0. A test-only source (no dev split) gives a NaN dev score."""
+    if ctx.splits.dev:
+        dev = _evaluate(ctx, ctx.splits.dev, "dev").metrics_prefixed
+        dev_loss = _untrained_dev_loss(ctx)
+    else:  # a test-only source: no dev split to score
+        log.warning("task %s: no dev examples (test-only data): dev_score is NaN", ctx.task.name)
+        dev, dev_loss = {"dev_score": math.nan}, {}
     test = _evaluate(ctx, ctx.splits.test, "test")
     metrics = {
         "epoch": 0,
         "step": 0,
-        **_untrained_dev_loss(ctx),
-        **dev.metrics_prefixed,
+        **dev_loss,
+        **dev,
         "open_gate_fraction": 0.0,
         **(handle.epoch_metrics() if handle is not None else {}),
         **test.metrics_prefixed,
         "best_epoch": 0,
-        "best_dev_score": dev.metrics_prefixed["dev_score"],
+        "best_dev_score": dev["dev_score"],
         "num_selected_heads": 0,
         "selected_heads": [],
         **(handle.summary() if handle is not None else {}),
         "trainable_params": sum(p.numel() for p in handle.parameters()) if handle else 0,
         "base_params": _base_params(ctx.model, handle),
         **ctx.cost.summary(steps=0, tokens=0, wall_s=0.0),
+        **_data_record(ctx),
         "resolved": _resolved(ctx.cfg),
         "run_status": "finished",
     }
@@ -306,7 +327,7 @@ def _train_stage(
         state,
         dev_eval=lambda: _evaluate(ctx, ctx.splits.dev, "dev").metrics_prefixed,
         handle=handle,
-        schedule=None,  # the trainer's, once it has dropped over-long examples
+        schedule=None,  # the trainer's, planned from the rows it was given
         select_metric=cfg.select_metric,
         patience=cfg.patience,
         report=report,
@@ -318,8 +339,8 @@ def _train_stage(
     reference_off = handle.disabled() if kind == "dpo" else contextlib.nullcontext()
 
     def plan(num_rows: int):
-        """The stage's schedule and penalty, from the rows the trainer kept (it drops examples
-        longer than max_length, so they are known only inside its constructor)."""
+        """The stage's schedule and penalty, from the rows the trainer kept (known only inside
+        its constructor; the SFT rows are fitted to max_length already, so none is dropped)."""
         spe = steps_per_epoch(num_rows, cfg.batch_size, cfg.grad_accum_steps)
         total = spe * cfg.epochs
         schedule = LRSchedule(
@@ -354,9 +375,7 @@ def _train_stage(
         for p in handle.parameters():
             p.data = p.data.float()
     if len(trainer.train_dataset) == 0:
-        raise DataError(
-            f"task {ctx.task.name}: no training example fits max_length {cfg.max_length}"
-        )
+        raise DataError(f"task {ctx.task.name}: no training examples (the train split is empty)")
     callback.schedule = trainer.lr_schedule
     callback.trainer = trainer
     if state.stopped or len(state.history) >= cfg.epochs:
@@ -394,7 +413,8 @@ def _trainer_args(ctx: _Run, stage_dir: Path, lr: float, kind: str):
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
-        max_length=cfg.max_length,
+        # SFT rows are fitted already (_datasets): TRL must not cut or drop any
+        max_length=ctx.fit.get("max_length_used") if kind == "dpo" else None,
     )
     if kind == "dpo":
         from trl import DPOConfig
@@ -408,17 +428,91 @@ def _trainer_args(ctx: _Run, stage_dir: Path, lr: float, kind: str):
 
 
 def _datasets(ctx: _Run, kind: str):
-    """(train, dev) TRL datasets of ``kind``; LoFiT's two stages share one build."""
-    if kind not in ctx.datasets:
-        from jola_ray.train.trl_data import dpo_dataset, sft_dataset
+    """(train, dev) TRL datasets of ``kind``; LoFiT's two stages share one build.
 
+    Nothing is dropped: ``max_length`` None is the longest sampled train/dev example (the
+    model's tokenizer), and with a ``max_length`` a longer SFT example has its prompt cut from
+    the left (``trl_data``); ``ctx.fit`` records the limit and the counts for the metrics.
+    """
+    if kind not in ctx.datasets:
+        from jola_ray.train import trl_data
+
+        train, dev = ctx.splits.train, ctx.splits.dev
+        tok, limit = ctx.tokenizer, ctx.cfg.max_length
         if kind == "dpo":
-            pair = dpo_dataset(ctx.splits.train, "train"), dpo_dataset(ctx.splits.dev, "dev")
+            pair = trl_data.dpo_dataset(train, "train"), trl_data.dpo_dataset(dev, "dev")
+            lengths = {
+                s: trl_data.dpo_lengths(xs, tok) for s, xs in (("train", train), ("dev", dev))
+            }
+            longest = max([*lengths["train"], *lengths["dev"], 1])
+            used = limit or longest
+            cut = {s: sum(n > used for n in ls) for s, ls in lengths.items()}
         else:
-            tok, eos = ctx.tokenizer, ctx.cfg.append_eos
-            pair = sft_dataset(ctx.splits.train, tok, eos), sft_dataset(ctx.splits.dev, tok, eos)
+            eos = ctx.cfg.append_eos
+            longest = max([*trl_data.sft_lengths([*train, *dev], tok, eos), 1])
+            used = limit or longest
+            (train_ds, train_fit), (dev_ds, dev_fit) = (
+                trl_data.sft_rows(xs, tok, eos, used, split)
+                for split, xs in (("train", train), ("dev", dev))
+            )
+            pair = train_ds, dev_ds
+            cut = {"train": len(train_fit.truncated), "dev": len(dev_fit.truncated)}
+        ctx.fit = {
+            "max_length_used": used,
+            "longest_example_tokens": longest,
+            "train_truncated": cut["train"],
+            "dev_truncated": cut["dev"],
+            "train_dropped": 0,
+        }
+        if cut["train"] or cut["dev"]:
+            how = (
+                "the end of the answer cut (TRL DPO)"
+                if kind == "dpo"
+                else "prompt cut from the left"
+            )
+            log.warning(
+                "task %s: max_length %d < longest example (%d tokens): %d train and %d dev "
+                "examples truncated (%s); recorded as train_truncated/dev_truncated",
+                ctx.task.name,
+                used,
+                longest,
+                cut["train"],
+                cut["dev"],
+                how,
+            )
         ctx.datasets[kind] = pair
     return ctx.datasets[kind]
+
+
+def _data_record(ctx: _Run) -> dict:
+    """The sizes used and what fitting to max_length did, for metrics.json and the results."""
+    sizes = ctx.splits.sizes()
+    short = ctx.splits.short_note() if hasattr(ctx.splits, "short_note") else ""
+    return {
+        "examples_train": sizes["train"],
+        "examples_dev": sizes["dev"],
+        "examples_test": sizes["test"],
+        "short_splits": short,
+        **ctx.fit,
+    }
+
+
+def _write_config(ctx: _Run, path: Path) -> None:
+    """The resolved config, headed by comments with the sizes the run really used."""
+    record = _data_record(ctx)
+    lines = [
+        f"# examples used: train {record['examples_train']}, dev {record['examples_dev']}, "
+        f"test {record['examples_test']}"
+    ]
+    if record["short_splits"]:
+        lines.append(f"# WARNING fewer examples than asked: {record['short_splits']}")
+    if ctx.fit:
+        lines.append(
+            f"# max_length used {ctx.fit['max_length_used']} (longest example "
+            f"{ctx.fit['longest_example_tokens']} tokens); truncated: train "
+            f"{ctx.fit['train_truncated']}, dev {ctx.fit['dev_truncated']}; dropped: none"
+        )
+    path.write_text("\n".join(lines) + "\n" + ctx.cfg.to_yaml())
 
 
 @contextlib.contextmanager
@@ -510,6 +604,7 @@ def _finish(ctx: _Run, handle, state: RunState, n_params: int) -> dict:
             wall_s=state.wall_s + float(earlier_cost.get("wall_s", 0.0)),
         ),
         **state.carry.get("metrics", {}),
+        **_data_record(ctx),
         "resolved": _resolved(ctx.cfg),
         "run_status": "finished",
     }
@@ -522,6 +617,9 @@ def _finish(ctx: _Run, handle, state: RunState, n_params: int) -> dict:
         best_epoch=state.best_epoch,
         finished=True,
         carry=state.carry,
+        # the totals metrics.json reports (earlier stages included)
+        wall_s=float(metrics["cost_wall_s"]),
+        tokens=int(metrics["cost_tokens"]),
     )
     done.save(final)
     if ctx.report is not None:
@@ -540,7 +638,7 @@ def _write_final(
         if table is not None:
             table.to_csv(final / "gates.csv", index=False)
         edit.save(final / "edit.safetensors")
-    ctx.cfg.to_yaml(final / "config.yaml")
+    _write_config(ctx, final / "config.yaml")
     for name in FINAL_FILES:
         if (final / name).is_file():
             shutil.copyfile(final / name, ctx.out / name)

@@ -211,3 +211,20 @@ def test_ray_experiment_state_marks_unfinished_trials(tmp_path, fake):
         "trainable_abcde_00002": "unfinished",
     }
     assert math.isnan(trials.set_index("trial_dir").loc["trainable_abcde_00000", "pruned_epoch"])
+
+
+def test_trials_with_fewer_examples_than_asked_are_flagged(tmp_path, fake):
+    root = tmp_path / "short"
+    root.mkdir()
+    for seed, note in ((1, "train 18 of 200 asked, dev 17 of 200 asked"), (2, "")):
+        rows = fake.finished_rows([50], {"accuracy": 60.0})
+        rows[-1].update(examples_train=18 if note else 200, examples_dev=17 if note else 200)
+        rows[-1]["short_splits"] = note
+        fake.write_trial(str(root), f"t{seed}", fake.params("boolq", seed, "jola", "c0"), rows)
+    trials, _ = load_experiments([str(root)])
+    by_seed = trials.set_index("seed")
+    assert by_seed.loc[1, "short_splits"].startswith("train 18 of 200")
+    assert by_seed.loc[2, "short_splits"] == "" and by_seed.loc[1, "examples_train"] == 18
+    out = render_report([str(root)], out_dir=str(tmp_path / "rep"), plots=False)
+    section = out.split("**Trials with fewer examples than asked** (1:", 1)[1]
+    assert "train 18 of 200 asked, dev 17 of 200 asked" in section.split("Report written")[0]

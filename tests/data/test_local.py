@@ -213,3 +213,15 @@ def test_hub_converters_rebuild_the_real_llm_adapters_strings():
         question = item["instruction"].split("question: ", 1)[1].split("\n\n")[0]
         row = {"question": question, "answer": item["answer"] == "true", "passage": "p"}
         assert formats.boolq(row, "real") == (item["instruction"], item["answer"])
+
+
+@needs_shared
+def test_real_arc_rows_carry_their_own_options():
+    """ARC-Challenge test: 1,165 four-option, 4 three-option and 3 five-option questions."""
+    pools = load_pools(get_task("arc_c"), SHARED)
+    counts = {}
+    for example in pools.test:
+        n = len(example.options) if example.options is not None else 5
+        counts[n] = counts.get(n, 0) + 1
+        assert example.answer in (example.options or get_task("arc_c").labels)
+    assert counts == {4: 1165, 3: 4, 5: 3}

@@ -83,3 +83,30 @@ def test_load_rejects_non_edit_files(build, tmp_path):
     junk.write_bytes(b"not safetensors")
     with pytest.raises(EditFileError, match="not a safetensors file"):
         load_edit(model, junk)
+
+
+def test_load_refuses_an_edit_of_another_base_model(build, tmp_path):
+    """tiny-llama and tiny-gemma2 share the head geometry; the edit knows which it came from."""
+    from safetensors import safe_open
+
+    from jola_ray.editing.persist import base_fingerprint
+
+    llama, _ = build("llama")
+    gemma, _ = build("gemma2")
+    edit = apply_edit(llama, JoLAConfig())
+    path = save_edit(edit, tmp_path / "e.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["architecture"] == type(llama).__name__
+    assert meta["base_fingerprint"] == base_fingerprint(llama) != base_fingerprint(gemma)
+    with pytest.raises(EditFileError, match="trained on another base model.*architecture: file"):
+        load_edit(gemma, path)
+    assert not hasattr(gemma, "head_edit")
+    # same class, a different config (another rope_theta): refused too
+    other, _ = build("llama", rope_theta=1234.0)
+    with pytest.raises(EditFileError, match="base config fingerprint: file"):
+        load_edit(other, path)
+    # the same base model built again loads; any_model=True skips the check
+    again, _ = build("llama")
+    load_edit(again, path)
+    assert hasattr(load_edit(gemma, path, any_model=True), "config")

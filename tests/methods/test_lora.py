@@ -151,6 +151,32 @@ def test_load_refuses_an_adapter_of_another_shape(tmp_path):
     assert not any(".lora_" in n for n, _ in other.named_parameters())
 
 
+def test_load_refuses_an_adapter_of_another_base_model(tmp_path):
+    """Same layer names and shapes, another base config (rope_theta): the file knows its base."""
+    from safetensors import safe_open
+
+    from jola_ray.editing import EditFileError
+    from jola_ray.editing.persist import base_fingerprint
+
+    model, _ = build_tiny("llama", seed=0)
+    handle, _ = _attach(model, r=4)
+    path = handle.save(tmp_path / "edit.safetensors")
+    handle.remove()
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["architecture"] == type(model).__name__
+    assert meta["base_fingerprint"] == base_fingerprint(model)
+    other, _ = build_tiny("llama", seed=0, rope_theta=1234.0)
+    assert base_fingerprint(other) != base_fingerprint(model)
+    with pytest.raises(EditFileError, match="trained on another base model.*fingerprint"):
+        registry.load_saved(other, path)
+    assert not any(".lora_" in n for n, _ in other.named_parameters())
+    from jola_ray.methods.lora import load
+
+    load(other, path, any_model=True).remove()  # the override loads it
+    registry.load_saved(model, path).remove()  # the base it was trained on loads
+
+
 def test_missing_target_modules_name_the_model_type():
     from jola_ray.errors import UnsupportedModelError
 

@@ -129,6 +129,32 @@ def test_load_refuses_other_geometry(name, tmp_path):
     assert "head_edit" not in other._modules
 
 
+@pytest.mark.parametrize("name", TRAINED)
+def test_load_refuses_another_base_model_of_the_same_shapes(name, tmp_path):
+    """The file names the base model it was trained on (class and config fingerprint): the
+    same shapes under another config (rope_theta) are refused, the same base loads."""
+    from safetensors import safe_open
+
+    from jola_ray.editing import EditFileError
+    from jola_ray.editing.persist import base_fingerprint
+
+    model, _ = build_tiny("llama")
+    method, _, handle = _attach(model, name)
+    path = handle.save(tmp_path / "edit.safetensors")
+    handle.remove()
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["architecture"] == type(model).__name__
+    assert meta["base_fingerprint"] == base_fingerprint(model)
+    other, _ = build_tiny("llama", rope_theta=1234.0)
+    assert base_fingerprint(other) != base_fingerprint(model)
+    before = [(n, type(m)) for n, m in other.named_modules()]
+    with pytest.raises(EditFileError, match="trained on another base model.*fingerprint"):
+        registry.load_saved(other, path)
+    assert [(n, type(m)) for n, m in other.named_modules()] == before  # nothing left attached
+    registry.load_saved(build_tiny("llama")[0], path).remove()  # the same base loads
+
+
 def _tiny_expected(name, cfg_fields):
     """Independent arithmetic on the tiny geometry: hidden 32, intermediate 64, 2 layers,
     4 query heads of 8 over 2 KV heads."""

@@ -13,7 +13,12 @@ def test_paper_defaults_are_the_papers_statements():
     cfg = RunConfig.from_dict({})
     assert (cfg.lr, cfg.lr_schedule, cfg.warmup_epochs) == (5e-4, "exponential", 1.0)
     assert (cfg.lr_decay_lambda, cfg.lr_decay_rate, cfg.adam_epsilon) == (0.1, 0.01, 1e-6)
-    assert (cfg.jola.temperature, cfg.dtype, cfg.patience, cfg.max_length) == (0.33, "fp32", 2, 400)
+    assert (cfg.jola.temperature, cfg.dtype, cfg.patience, cfg.max_length) == (
+        0.33,
+        "fp32",
+        2,
+        None,
+    )
     assert (cfg.train_size, cfg.seed, cfg.select_metric) == (200, 42, "dev_score")
 
 

@@ -58,3 +58,61 @@ def test_gate_weight_schedules():
     assert gate_weight("linear", 50, 200) == pytest.approx(0.05)
     assert gate_weight("cyclic", 5, 200) == pytest.approx(1.0)
     assert gate_weight("cyclic", 15, 200) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_reference_code_guard_and_cyclic_start():
+    """The reference code skips the penalty where lambda_t is 0 and starts cyclic at 0.1; the
+    reference-code profile does both, the paper profile follows the formula."""
+    import torch
+
+    from jola_ray.methods.jola import reference_penalty
+    from jola_ray.train.config import profile_defaults
+
+    assert gate_weight("cyclic", 0, 200) == pytest.approx(0.5)
+    assert gate_weight("cyclic", 0, 200, cyclic_start=0.1) == 0.1
+    assert gate_weight("cyclic", 5, 200, cyclic_start=0.1) == pytest.approx(1.0)
+
+    def penalty(lam):  # P_add = 2, P_mul = 3: lambda * 2 + (1 - lambda) * 3
+        return torch.tensor(lam * 2.0 + (1 - lam) * 3.0)
+
+    formula = reference_penalty(penalty, "linear", 100)
+    guarded = reference_penalty(penalty, "linear", 100, skip_at_zero=True)
+    assert float(formula(0)) == 3.0 and float(guarded(0)) == 0.0
+    assert float(guarded(50)) == pytest.approx(0.1 * 2 + 0.9 * 3)
+    cyclic = reference_penalty(penalty, "cyclic", 100, cyclic_start=0.1, skip_at_zero=True)
+    assert float(cyclic(0)) == pytest.approx(0.1 * 2 + 0.9 * 3)
+    assert float(cyclic(15)) == 0.0 and float(cyclic(35)) == 0.0
+    ref, paper = profile_defaults("reference-code"), profile_defaults("paper")
+    assert (ref["jola.gate_cyclic_start"], ref["jola.gate_skip_at_zero"]) == (0.1, True)
+    assert (paper["jola.gate_cyclic_start"], paper["jola.gate_skip_at_zero"]) == (None, False)
+
+
+def test_jola_method_applies_the_guard_and_cyclic_start_from_its_settings():
+    """The JoLA method's penalty reads ``jola.gate_skip_at_zero`` / ``jola.gate_cyclic_start``:
+    the handle's penalty equals the edit's own reference penalty at the weight they give."""
+    from jola_ray.methods import registry
+    from jola_ray.methods.base import StageContext
+    from jola_ray.tiny import build_tiny
+
+    jola = registry.get("jola")
+
+    def value(t) -> float:
+        return float(t.detach())
+
+    def handle(**settings):
+        model, _ = build_tiny("llama", seed=0)
+        cfg, problems = jola.build_config({"penalty": "reference", **settings})
+        assert not problems
+        (stage,) = jola.stages(cfg)
+        return stage.attach(StageContext(model, cfg, seed=0, carry={}))
+
+    plain = handle(gate_schedule="linear")
+    assert value(plain.penalty(0, 100)) == pytest.approx(value(plain.edit.penalty(0.0)))
+    assert value(plain.penalty(0, 100)) > 0  # the formula's (1 - 0) * P_mul term
+    guarded = handle(gate_schedule="linear", gate_skip_at_zero=True)
+    assert value(guarded.penalty(0, 100)) == 0.0
+    assert value(guarded.penalty(50, 100)) == pytest.approx(value(guarded.edit.penalty(0.1)))
+    cyclic = handle(gate_schedule="cyclic", gate_cyclic_start=0.1)
+    assert value(cyclic.penalty(0, 100)) == pytest.approx(value(cyclic.edit.penalty(0.1)))
+    _, problems = jola.build_config({"gate_cyclic_start": 2})
+    assert problems and "jola.gate_cyclic_start" in problems[0]
