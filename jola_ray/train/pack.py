@@ -53,7 +53,7 @@ from pathlib import Path
 
 import torch
 
-from jola_ray.errors import ConfigError, TrainingError
+from jola_ray.errors import ConfigError, DataError, TrainingError
 from jola_ray.train.config import RunConfig
 from jola_ray.train.cost import CostMeter
 from jola_ray.train.state import RunState
@@ -171,10 +171,6 @@ def run_pack(
         raise ConfigError("trial pack:\n  " + "\n  ".join(problems), problems)
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     pack_dir = Path(pack_dir)
-    pack_dir.mkdir(parents=True, exist_ok=True)
-    for cfg in cfgs:
-        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-        cfg.to_yaml(Path(cfg.output_dir) / "config.yaml")
     pack_state = None
     if resume_from is not None:
         path = Path(resume_from) / PACK_STATE_FILE
@@ -239,9 +235,21 @@ def run_pack(
     names = {tuple(st.name for st in m.stages) for m in members}
     if len(names) != 1:
         raise ConfigError(f"trial pack: members' recipes differ ({sorted(names)})")
+    # As ``run``: the data are fitted (bad data fails) before any folder is written; every
+    # member's config.yaml is headed by the sizes and fitting the pack really used.
+    pipeline._datasets(members[0].ctx, "sft")
+    for m in members:
+        m.ctx.fit = members[0].ctx.fit
+        m.ctx.out.mkdir(parents=True, exist_ok=True)
+        pipeline._write_config(m.ctx, m.ctx.out / "config.yaml")
+    pack_dir.mkdir(parents=True, exist_ok=True)
     pack = _Pack(members, pack_dir, report, prune, pack_state, resume_from)
     try:
         return pack.recipe()
+    except DataError as err:  # bad data found late: said in every member's folder
+        for m in members:
+            (m.ctx.out / pipeline.FAILED_FILE).write_text(f"run failed on bad data: {err}\n")
+        raise
     except torch.OutOfMemoryError as err:
         raise TrainingError(
             f"out of memory in a pack of {len(cfgs)} configurations (model {cfg0.model}, "
