@@ -25,8 +25,14 @@ from analysis.errors import ExperimentDirError
 # "unfinished" when Ray's experiment_state-*.json says the trial is still PENDING, RUNNING or
 # PAUSED (an interrupted or running sweep), and "empty" for a trial with no result row and no
 # error.txt that Ray does not list as pending (killed before its first report).
-STATUSES = ("finished", "pruned", "errored", "unfinished", "empty")
+# Two more count what is not in a trial's files: "not_started" for a grid point of the sweep
+# (jola_sweep.json's ``grid``) with no trial directory, "unreadable" for a trial directory whose
+# params.json cannot be read (a full disk leaves it empty); both are listed, never dropped.
+STATUSES = ("finished", "pruned", "errored", "unfinished", "empty", "not_started", "unreadable")
 RAY_OPEN = frozenset({"PENDING", "RUNNING", "PAUSED"})
+# run_status of the result a trial sends before raising (jola_ray.sweep.recovery): not epochs.
+MARKER_STATUSES = frozenset({"errored", "storage_error"})
+SWEEP_MARKER = "jola_sweep.json"
 # Top-level params.json keys that are not sweep axes.
 _NOT_AXES = ("hp", "fixed", "group", "config_name", "pack_trial")
 KEY_COLUMNS = ("task", "seed", "model", "method")
@@ -302,6 +308,48 @@ def _ray_statuses(fs: pafs.FileSystem, root: str, top: dict) -> dict[str, str]:
         return {}
 
 
+def _ray_configs(fs: pafs.FileSystem, root: str, top: dict) -> dict[str, dict]:
+    """trial_id -> the trial's config (what params.json holds) from the newest experiment
+    state; empty when there is none or it cannot be read."""
+    names = sorted(n for n in top if n.startswith("experiment_state-") and n.endswith(".json"))
+    if not names:
+        return {}
+    try:
+        state = json.loads(_read_text(fs, join(root, names[-1])))
+        out = {}
+        for trial_json, _runtime in state["trial_data"]:
+            trial = json.loads(trial_json)
+            config = trial.get("config")
+            if isinstance(config, dict) and isinstance(config.get("trial"), dict):
+                config = config["trial"]  # Ray's grid axis wraps the trial's dict
+            if isinstance(config, dict):
+                out[str(trial["trial_id"])] = config
+        return out
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def grid_key(point: dict) -> str:
+    """A grid point's identity: its top-level axes and configuration name (as the sweep's
+    ``jola_sweep.json`` lists them)."""
+    # a pack member's params.json also names its pack trial: not part of the grid point
+    key = {k: v for k, v in point.items() if k not in ("hp", "fixed", "group", "pack_trial")}
+    if isinstance(point.get("hp"), dict):
+        key["config_name"] = point["hp"].get("config_name", point["hp"].get("name", "default"))
+    return json.dumps(key, sort_keys=True, default=str)
+
+
+def _sweep_grid(fs: pafs.FileSystem, root: str, top: dict) -> list[dict]:
+    """The grid points the sweep wrote into jola_sweep.json (empty for older experiments)."""
+    if SWEEP_MARKER not in top:
+        return []
+    try:
+        grid = json.loads(_read_text(fs, join(root, SWEEP_MARKER))).get("grid") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [p for p in grid if isinstance(p, dict) and all(k in p for k in KEY_COLUMNS)]
+
+
 def ray_statuses(exp_dir: str) -> dict[str, str]:
     """trial_id -> Ray's status for an experiment directory (see ``_ray_statuses``)."""
     fs, root = resolve(exp_dir)
@@ -351,29 +399,37 @@ def load_experiment(exp_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         )
 
     ray_status = _ray_statuses(fs, root, top)
+    ray_config = _ray_configs(fs, root, top)
+    grid = _sweep_grid(fs, root, top)
     trials, epochs = [], []
+    seen_keys: set[str] = set()
+    unknown_unreadable = 0
+    unreadable: list[ExperimentDirError] = []
     for name, names in trial_dirs:
         trial = join(root, name)
         params_path = join(exp_dir, name + "/params.json")
         try:
-            params = json.loads(_read_text(fs, join(trial, "params.json")))
-        except json.JSONDecodeError as err:
-            raise ExperimentDirError(f"{params_path} is not valid JSON: {err}") from err
-        if not isinstance(params, dict):
-            raise ExperimentDirError(f"{params_path} must hold a JSON object")
-        if isinstance(params.get("trial"), dict):  # Ray's grid axis wraps the trial's dict
-            params = params["trial"]
+            params = _read_params(fs, trial, params_path)
+        except ExperimentDirError as err:
+            unreadable.append(err)
+            row = _unreadable_row(exp_dir, name, str(err), ray_config, ray_status)
+            if row.get("grid_key"):
+                seen_keys.add(row.pop("grid_key"))
+            else:
+                row.pop("grid_key", None)
+                unknown_unreadable += 1
+            trials.append(row)
+            continue
         if isinstance(params.get("pack"), list):
             continue  # a trial pack: its members have their own directories (sweep/packs.py)
-        missing = [k for k in KEY_COLUMNS if k not in params]
-        if missing:
-            raise ExperimentDirError(
-                f"{params_path} has no {', '.join(missing)}: expected the keys "
-                f"{', '.join(KEY_COLUMNS)} (and hp, fixed) as written by `jola-ray sweep`"
-            )
+        seen_keys.add(grid_key(params))
         config = _flatten_params(params)
         rows = _result_rows(fs, trial, names)
         error_text = _read_text(fs, join(trial, "error.txt")) if "error.txt" in names else None
+        markers = [r for r in rows if r.get("run_status") in MARKER_STATUSES]
+        rows = [r for r in rows if r.get("run_status") not in MARKER_STATUSES]
+        if error_text is None and markers:
+            error_text = str(markers[-1].get("error") or markers[-1]["run_status"])
         summary = _summarise(rows, error_text)
         trial_id = next((str(r["trial_id"]) for r in rows if "trial_id" in r), None)
         if trial_id is None:  # no report yet: Ray's dir names end in or contain the trial id
@@ -418,7 +474,71 @@ def load_experiment(exp_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
                 if axis in config:
                     head[axis] = config[axis]
             epochs.append({**head, **entry})
+    if unreadable and len(unreadable) == len(trial_dirs):
+        raise unreadable[0]  # not one trial to report: say what is wrong with the first
+    missing = [p for p in grid if grid_key(p) not in seen_keys]
+    # an unreadable trial with no known config is one of the missing points: count it once
+    for point in missing[unknown_unreadable:]:
+        trials.append(_not_started_row(exp_dir, point))
     return pd.DataFrame(trials), pd.DataFrame(epochs)
+
+
+def _read_params(fs: pafs.FileSystem, trial: str, params_path: str) -> dict:
+    """A trial's params.json, or ExperimentDirError naming the file and what is wrong."""
+    try:
+        params = json.loads(_read_text(fs, join(trial, "params.json")))
+    except json.JSONDecodeError as err:
+        raise ExperimentDirError(f"{params_path} is not valid JSON: {err}") from err
+    if not isinstance(params, dict):
+        raise ExperimentDirError(f"{params_path} must hold a JSON object")
+    if isinstance(params.get("trial"), dict):  # Ray's grid axis wraps the trial's dict
+        params = params["trial"]
+    missing = [k for k in KEY_COLUMNS if k not in params]
+    if missing:
+        raise ExperimentDirError(
+            f"{params_path} has no {', '.join(missing)}: expected the keys "
+            f"{', '.join(KEY_COLUMNS)} (and hp, fixed) as written by `jola-ray sweep`"
+        )
+    return params
+
+
+def _placeholder(exp_dir: str, point: dict, status: str, error) -> dict:
+    """A trials-table row for a trial without results (counted in the status table only)."""
+    hp = point.get("hp") if isinstance(point.get("hp"), dict) else {}
+    record = {k: point.get(k, "?") for k in KEY_COLUMNS}
+    record.update(
+        experiment=exp_dir,
+        trial_dir="",
+        trial_path="",
+        trial_id="",
+        config_name=point.get("config_name", hp.get("config_name", "?")),
+        status=status,
+        epochs_run=0.0,
+        pruned_epoch=math.nan,
+        error=error,
+        best_epoch=math.nan,
+        best_dev_score=math.nan,
+        max_epochs=math.nan,
+    )
+    for key, value in point.items():
+        if key not in record and not isinstance(value, (dict, list)) and key != "group":
+            record[key] = value
+    return record
+
+
+def _not_started_row(exp_dir: str, point: dict) -> dict:
+    return _placeholder(exp_dir, point, "not_started", None)
+
+
+def _unreadable_row(exp_dir, name, message, ray_config, ray_status) -> dict:
+    """The row of a trial whose params.json cannot be read: its config from Ray's experiment
+    state when the directory name holds a trial id found there, else unknown ("?")."""
+    trial_id = next((t for t in ray_config if name.endswith(t) or t in name), None)
+    point = ray_config.get(trial_id, {}) if trial_id else {}
+    record = _placeholder(exp_dir, point, "unreadable", f"skipped: {message}")
+    record.update(trial_dir=name, trial_path=join(exp_dir, name), trial_id=trial_id or "")
+    record["grid_key"] = grid_key(point) if point else None
+    return record
 
 
 def load_experiments(exp_dirs) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -91,7 +91,9 @@ def build_report(exp_dirs, out_dir: str | None = None, plots: bool = True) -> di
     if isinstance(exp_dirs, (str, os.PathLike)):
         exp_dirs = [exp_dirs]
     exp_dirs = [os.fspath(d) for d in exp_dirs]
-    trials, epochs = load_experiments(exp_dirs)
+    everything, epochs = load_experiments(exp_dirs)
+    # unreadable trials are counted in the status table only (their config may be unknown)
+    trials = everything[everything["status"] != "unreadable"]
     selected = select_configs(trials)
     summary = summarise(selected, trials)
     tables: list[Table] = paper_tables(selected, trials)
@@ -99,11 +101,11 @@ def build_report(exp_dirs, out_dir: str | None = None, plots: bool = True) -> di
     # The paper's analyses the sweep holds (recognised from its varying settings), then sparsity
     tables += study_tables(selected, trials, epochs, sparsity)
     parts = {
-        "trials": trials,
+        "trials": everything,
         "epochs": epochs,
         "selected": selected,
         "summary": summary,
-        "status": status_counts(trials),
+        "status": status_counts(everything),
         "ledger": ledger(trials),
         "asha": asha_effect(trials),
         "gate_dynamics": dynamics,
@@ -144,7 +146,7 @@ def render_report(exp_dirs, out_dir: str | None = None, fmt: str = "md", plots: 
             out.append(f"% {table.title}" if fmt == "tex" else f"# {table.title}")
         out.append(render(table))
     out.append(
-        "**Trial status** (finished / pruned by ASHA / errored / unfinished: still pending or running in Ray / empty: no report)\n"
+        "**Trial status** (finished / pruned by ASHA / errored / unfinished: still pending or running in Ray / empty: no report / not_started: in the grid, no trial directory / unreadable: params.json unreadable, skipped)\n"
     )
     out.append(frame_to_markdown(rep["status"]))
     out.append("**Seeds without a selected configuration**\n")

@@ -7,9 +7,15 @@ trial that is wrong, so the user can fix it without reading a stack trace.
 
 
 class JolaRayError(Exception):
-    """Base class of the errors a user can fix; ``exit_code`` is the CLI's exit status."""
+    """Base class of the errors a user can fix; ``exit_code`` is the CLI's exit status.
+
+    ``permanent``: the same trial would fail the same way again (a bad config, broken data, a
+    non-finite loss at the same seed), so the sweep records it as errored at once instead of
+    retrying it (docs/sweeps.md, "What survives what").
+    """
 
     exit_code = 1
+    permanent = True
 
 
 class ConfigError(JolaRayError):
@@ -47,3 +53,34 @@ class UnsupportedModelError(JolaRayError):
 
 class TrainingError(JolaRayError):
     """A run failed in a way the user can act on (non-finite loss, out of memory)."""
+
+
+class CheckpointError(TrainingError):
+    """A checkpoint to resume from is incomplete or unreadable; ``path`` names the bad file.
+
+    Not permanent: the sweep falls back to an older checkpoint, else restarts the trial.
+    """
+
+    permanent = False
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class StorageError(JolaRayError):
+    """The experiment's storage cannot be written (disk full, quota, read-only, gone).
+
+    The sweep stops with this message and exit status 3; once space is freed, running the same
+    command again resumes the experiment.
+    """
+
+    exit_code = 3
+    permanent = False
+
+
+class ExperimentRefusedError(JolaRayError):
+    """The experiment directory is in use by another sweep, or other users can write to it
+    (resuming would load its pickles)."""
+
+    exit_code = 4

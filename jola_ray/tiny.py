@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import string
 
-import torch
-
 from jola_ray.errors import ConfigError
 
 TINY_PREFIX = "tiny-"
@@ -99,10 +97,15 @@ def build_tiny(
     arch: str = "llama",
     seed: int = 0,
     attn_implementation: str = "sdpa",
-    dtype: torch.dtype = torch.float32,
+    dtype=None,
     **overrides,
 ):
-    """Build ``(model, tokenizer)``: a tiny random model of ``arch`` (see ``TINY_SPECS``)."""
+    """Build ``(model, tokenizer)``: a tiny random model of ``arch`` (see ``TINY_SPECS``);
+    ``dtype`` defaults to float32. (torch is imported here: the space's model check reads
+    ``TINY_SPECS`` without it.)"""
+    import torch
+
+    dtype = dtype or torch.float32
     config = tiny_config(arch, **overrides)
     model_cls = _architectures()[arch][1]
     with torch.random.fork_rng(devices=[]):

@@ -266,3 +266,17 @@ def _check_indices(chosen: tuple[int, ...] | None, size: int, name: str) -> list
             f"{name}: {bad} out of range; the model has {size} {name} (0..{size - 1})"
         )
     return list(chosen)
+
+
+def all_gates_closed_warning(table) -> str | None:
+    """The warning for a JoLA edit whose every gate ended closed (``inspect()``'s table).
+
+    With every gate at 0 the edit changes nothing: the model is the base model and its score is
+    the zero-shot one (a learning rate far too high drives every gate shut).
+    """
+    if len(table) == 0 or bool(table["selected"].any()):
+        return None
+    return (
+        f"every gate of the JoLA edit is closed ({len(table)} heads): the edit does nothing and "
+        "the model scores as the base model; lower lr or gate_lambda"
+    )

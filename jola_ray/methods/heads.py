@@ -42,10 +42,16 @@ class HeadEditHandle:
     def summary(self) -> dict[str, Any]:
         table = self.edit.inspect()
         selected = table[table["selected"]][["layer", "head"]].values.tolist()
-        return {
+        out = {
             "num_selected_heads": len(selected),
             "selected_heads": [[int(a), int(b)] for a, b in selected],
         }
+        if self.method == "jola":  # gated: an edit whose every gate closed does nothing
+            from jola_ray.editing.jola import all_gates_closed_warning
+
+            if warning := all_gates_closed_warning(table):
+                out["warning"] = warning
+        return out
 
     def epoch_metrics(self) -> dict[str, float]:
         """The open-gate fraction, and per part and layer (``open_gate_fraction_add_l0``, ...)

@@ -14,7 +14,9 @@ data_size, model_size); without it the demo runs on a local Ray bound to 127.0.0
 The experiment lands in STORAGE/NAME (storage: --storage-path, else the space's storage_path,
 else ./ray_results; name: --name, else the space's name). Running the same command again
 resumes it. Exit status: 0 all trials finished or were pruned, 1 some trial errored,
-2 invalid search space, 130 interrupted with trials unfinished.
+2 invalid search space, 3 storage full or unwritable (free space, run it again to resume),
+4 experiment in use by another sweep or writable by other users, 130 interrupted with trials
+unfinished.
 """
 
 
@@ -33,6 +35,12 @@ def register(subparsers) -> None:
     p.add_argument("--dashboard", action="store_true", help="start the Ray dashboard on 127.0.0.1")
     p.add_argument(
         "--dry-run", action="store_true", help="validate and print the grid; start nothing"
+    )
+    p.add_argument(
+        "--trust-experiment-dir",
+        action="store_true",
+        help="resume even if other users can write the experiment directory (a resume loads "
+        "Ray's pickled state from it)",
     )
     p.set_defaults(func=handle)
 
@@ -56,5 +64,6 @@ def handle(args: argparse.Namespace) -> int:
         name=args.name,
         address=args.address,
         dashboard=args.dashboard,
+        trust_experiment_dir=args.trust_experiment_dir,
     )
     return print_and_exit_code(outcome)

@@ -96,11 +96,20 @@ def trial_dirname(trial) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", prefix)[:100] + f"-{trial.trial_id}"
 
 
+def grid_point(trial: dict) -> dict:
+    """A trial dict's identity in the report: its axes and configuration name."""
+    point = {k: v for k, v in trial.items() if k not in ("hp", "fixed", "group")}
+    point["config_name"] = trial["hp"]["config_name"]
+    return point
+
+
 def _status(result, ray_status: str | None) -> str:
     """The contract's status of one trial; ``unfinished`` while Ray's saved experiment state
     lists it as pending, running or paused (the sweep was interrupted)."""
     if (result.metrics or {}).get("run_status") == "finished":
         return "finished"
+    if (result.metrics or {}).get("run_status") in ("errored", "storage_error"):
+        return "errored" if ray_status not in RAY_OPEN else "unfinished"
     if result.error is not None or ray_status == "ERROR":
         return "errored"
     if ray_status in RAY_OPEN:
@@ -150,7 +159,14 @@ def _member_statuses(result, trial: dict, pack_status: str) -> list[str]:
     return out
 
 
-def _trainable(resources: dict, run_fn, make_config, pack_setup=None, run_pack_fn=None):
+def _trainable(
+    resources: dict,
+    run_fn,
+    make_config,
+    metric: str = "dev_score",
+    pack_setup=None,
+    run_pack_fn=None,
+):
     from ray import tune
 
     from jola_ray.sweep.trainable import sweep_trial
@@ -159,6 +175,7 @@ def _trainable(resources: dict, run_fn, make_config, pack_setup=None, run_pack_f
         sweep_trial,
         run_fn=run_fn,
         make_config=make_config,
+        metric=metric,
         pack_setup=pack_setup,
         run_pack_fn=run_pack_fn or DEFAULT_RUN_PACK,
     )
@@ -204,6 +221,8 @@ def _new_tuner(
 ):
     from ray import tune
 
+    from jola_ray.sweep.recovery import CheckpointRepair, FailureGuard
+
     trials = space.trials()
     tune_config = tune.TuneConfig(
         metric=space.metric,
@@ -218,8 +237,9 @@ def _new_tuner(
         name=name,
         storage_path=storage,
         failure_config=tune.FailureConfig(max_failures=space.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=[progress],
+        # two kept: a trial whose newest checkpoint is corrupt falls back to the one before
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        callbacks=[progress, CheckpointRepair(), FailureGuard()],
         verbose=0,
     )
     # The expanded trial dicts as one grid axis, as Ray's own examples pass a list of configs:
@@ -243,31 +263,66 @@ def run_sweep(
     scheduler=None,
     reuse_actors: bool | None = None,
     run_pack_fn: str | Callable = DEFAULT_RUN_PACK,
+    trust_experiment_dir: bool = False,
 ) -> SweepOutcome:
     """Run (or resume) the sweep of ``space``; see the module docstring.
 
     ``run_fn``/``make_config`` are what each trial runs (dotted paths or callables; stubs in
-    tests), ``run_pack_fn`` what a pack trial runs (``jola_ray.train.pack.run_pack``); ``scheduler`` replaces the space's (a comparison with Ray's pooled ASHA).
+    tests), ``run_pack_fn`` what a pack trial runs (``jola_ray.train.pack.run_pack``);
+    ``scheduler`` replaces the space's (a comparison with Ray's pooled ASHA).
     ``reuse_actors`` keeps worker processes between trials, which saves each trial the import
     of torch/transformers/TRL (tens of seconds on a small CPU). A GPU trial must get a fresh
     process so its GPU memory is freed (Ray issue #30414). Default (None): reuse only when
     trials use no GPU.
 
+    ``trust_experiment_dir`` resumes even when other users can write the experiment
+    directory (a resume unpickles Ray's state from it; docs/cluster.md).
+
     Raises:
         ConfigError: the experiment exists and was started from a different space.
+        ExperimentRefusedError: another sweep holds the experiment's lock, or other users can
+            write the experiment directory.
+        StorageError: the storage cannot be written (full disk); the experiment stays
+            resumable.
     """
     # Ray's own table output is replaced by SweepProgress lines (legacy engine + verbose=0).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    from jola_ray.sweep.cluster import bind_local_to_loopback, connect, trial_resources
+    from jola_ray.sweep.cluster import bind_local_to_loopback
 
     bind_local_to_loopback(address)
-    from ray import tune
-
-    from jola_ray.sweep.progress import SweepProgress
+    from jola_ray.sweep.lock import ExperimentLock
+    from jola_ray.sweep.recovery import is_storage_error, storage_error
 
     say = say or (lambda s: print(s, flush=True))
     storage, name, exp_path = experiment_location(space, storage_path, name)
+    lock = ExperimentLock(exp_path, say)
+    try:
+        lock.acquire()
+    except OSError as err:
+        if is_storage_error(err):
+            raise storage_error(err, exp_path) from err
+        raise
+    try:
+        return _run_locked(
+            space, storage, name, exp_path, address, dashboard, run_fn, make_config, say,
+            scheduler, reuse_actors, trust_experiment_dir, run_pack_fn,
+        )  # fmt: skip
+    finally:
+        lock.release()
+
+
+def _run_locked(
+    space, storage, name, exp_path, address, dashboard, run_fn, make_config, say, scheduler,
+    reuse_actors, trust_experiment_dir, run_pack_fn=DEFAULT_RUN_PACK,
+) -> SweepOutcome:  # fmt: skip
+    from ray import tune
+
+    from jola_ray.sweep import recovery
+    from jola_ray.sweep.cluster import connect, trial_resources
+    from jola_ray.sweep.preflight import check_experiment_permissions
+    from jola_ray.sweep.progress import SweepProgress
+
     fingerprint = space.fingerprint()
     marker_text = _read_text(f"{exp_path}/{MARKER}")
     resumable = tune.Tuner.can_restore(exp_path)
@@ -280,7 +335,11 @@ def run_sweep(
                 f"Resuming it with a changed space would mix two grids. Start a new experiment "
                 f"with --name NEW_NAME (or another --storage-path), or restore the old space file."
             )
+    if resumable:
+        check_experiment_permissions(exp_path, trust=trust_experiment_dir)
+        recovery.repair_state_files(exp_path, say)
 
+    recovery.FailureGuard.reset()
     cluster = connect(address=address, dashboard=dashboard)
     notes = []
     try:
@@ -290,7 +349,9 @@ def run_sweep(
         if note:
             notes.append(note)
             say(note)
-        trainable = _trainable(resources, run_fn, make_config, _pack_setup(space), run_pack_fn)
+        trainable = _trainable(
+            resources, run_fn, make_config, space.metric, _pack_setup(space), run_pack_fn
+        )
         if reuse_actors is None:
             reuse_actors = resources.get("gpu", 0.0) == 0
         progress = SweepProgress()
@@ -306,16 +367,33 @@ def run_sweep(
                 "name": name,
                 "trials": space.grid_size(),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                # every grid point, so the report counts trials never started (analysis)
+                "grid": [grid_point(t) for t in space.member_trials()],  # configurations
             }
-            _write_text(f"{exp_path}/{MARKER}", json.dumps(marker, indent=2))
-            src_text = _read_text(space.source)
-            if src_text is not None:
-                _write_text(f"{exp_path}/{SPACE_COPY}", src_text)
-            tuner = _new_tuner(space, storage, name, trainable, progress, scheduler, reuse_actors)
-        results = tuner.fit()
+            try:
+                _write_text(f"{exp_path}/{MARKER}", json.dumps(marker, indent=2))
+                src_text = _read_text(space.source)
+                if src_text is not None:
+                    _write_text(f"{exp_path}/{SPACE_COPY}", src_text)
+                tuner = _new_tuner(
+                    space, storage, name, trainable, progress, scheduler, reuse_actors
+                )
+                recovery.backup_tuner_state(exp_path)
+            except OSError as err:
+                if recovery.is_storage_error(err):
+                    raise recovery.storage_error(err, exp_path) from err
+                raise
+        try:
+            results = tuner.fit()
+        except Exception as err:
+            if recovery.is_storage_error(err):
+                raise recovery.storage_error(err, exp_path) from err
+            raise
         wall = time.monotonic() - t0
     finally:
         cluster.shutdown()
+    if recovery.FailureGuard.storage_error:
+        raise recovery.storage_error(recovery.FailureGuard.storage_error, exp_path)
     statuses = _statuses(results, exp_path)
     configurations = len(space.member_trials())  # a pack is one trial of several
     return SweepOutcome(exp_path, statuses, wall, resumable, results, notes, configurations)

@@ -261,6 +261,10 @@ def resolve_space_path(space: str | Path) -> Path:
     path = Path(space)
     if path.is_file():
         return path
+    from jola_ray.sweep.preflight import space_path_problem
+
+    if problem := space_path_problem(path):
+        raise ConfigError(problem)
     shipped = SHIPPED_DIR / f"{space}.yaml"
     if shipped.is_file():
         return shipped
@@ -279,14 +283,11 @@ def load_space(space: str | Path, check_registry: bool = True) -> SearchSpace:
     Raises:
         ConfigError: listing every problem at once, each naming the file, key and value.
     """
-    import yaml
+    from jola_ray.sweep.preflight import read_space_yaml
 
     path = resolve_space_path(space)
     src = str(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{src}: not valid YAML: {err}") from None
+    raw = read_space_yaml(path)  # duplicate keys refused, naming both lines
     if not isinstance(raw, dict):
         raise ConfigError(f"{src}: a search space is a mapping of keys, got {type(raw).__name__}")
     return parse_space(raw, src, default_name=path.stem, check_registry=check_registry)
@@ -412,7 +413,10 @@ def parse_space(
         bad("pack", f"{pack_raw!r} must be true, false or a pack size (an integer >= 1)")
 
     if check_registry:
+        from jola_ray.sweep.preflight import check_metric, check_models
+
         _check_tasks(tasks, bad)
+        problems += check_models(models) + check_metric(metric, tasks)
 
     space = SearchSpace(
         name=name,

@@ -23,6 +23,7 @@ from typing import Any
 
 from ray import tune
 
+from jola_ray.errors import StorageError
 from jola_ray.sweep import DEFAULT_MAKE_CONFIG, DEFAULT_RUN, DEFAULT_RUN_PACK
 from jola_ray.sweep.space import members, run_config_dict, trial_of
 
@@ -83,12 +84,30 @@ def sweep_trial(
     config: dict[str, Any],
     run_fn: str | Callable = DEFAULT_RUN,
     make_config: str | Callable = DEFAULT_MAKE_CONFIG,
+    metric: str = "dev_score",
     pack_setup: dict | None = None,
     run_pack_fn: str | Callable = DEFAULT_RUN_PACK,
 ) -> None:
     """Run one trial of the sweep (called by Ray Tune in a worker process): one run, or for a
-    pack trial (``"pack"`` in its dict) one ``run_pack`` over its members."""
+    pack trial (``"pack"`` in its dict) one ``run_pack`` over its members.
+
+    A failure the driver must know about (storage full, a permanent error) is first reported
+    as a marker result, then raised (``recovery``)."""
+    from jola_ray.sweep import recovery
+
+    try:
+        _sweep_trial(config, run_fn, make_config, pack_setup, run_pack_fn)
+    except Exception as err:
+        kind = recovery.classify(err)
+        if kind is not None:
+            tune.report(recovery.marker(*kind, metric=metric))
+        raise
+
+
+def _sweep_trial(config: dict[str, Any], run_fn, make_config, pack_setup, run_pack_fn) -> None:
     import ray
+
+    from jola_ray.sweep import recovery
 
     if not ray.get_gpu_ids():
         # A worker with 0 GPUs still sees every GPU of the node (Ray >= 2.50): hide them.
@@ -108,18 +127,27 @@ def sweep_trial(
     run = resolve(run_fn)
     gauges = TrialGauges(config)
 
+    warnings: list[str] = []
+
+    def warn(message: str) -> None:
+        recovery.warn_to_stderr(message)
+        warnings.append(message)
+
     def report(metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         gauges.update(metrics)
+        metrics = dict(metrics)
+        if warnings:  # a checkpoint fallback rides on the next result (result.json, terminal)
+            metrics["warning"] = "; ".join([*warnings, *filter(None, [metrics.get("warning")])])
+            warnings.clear()
         ckpt = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        tune.report(dict(metrics), checkpoint=ckpt)  # copies the checkpoint into storage
+        try:
+            tune.report(metrics, checkpoint=ckpt)  # copies the checkpoint into storage
+        except OSError as err:
+            if recovery.is_storage_error(err):  # the driver names the storage and the way on
+                raise StorageError(f"a checkpoint could not be written: {err}") from err
+            raise
 
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        run(cfg, report=report, resume_from=None)
-        return
-    with tempfile.TemporaryDirectory(prefix="jola-resume-") as resume_dir:
-        checkpoint.to_directory(resume_dir)
-        run(cfg, report=report, resume_from=resume_dir)
+    recovery.run_with_fallback(run, cfg, report, tune.get_checkpoint(), warn)
 
 
 def _pack_trial(trial: dict, run_pack: Callable, make_config: Callable, setup: dict):
@@ -127,6 +155,7 @@ def _pack_trial(trial: dict, run_pack: Callable, make_config: Callable, setup: d
     (``jola_ray.sweep.packs``); the pack's checkpoint (every member's state) goes to Tune."""
     from ray.train._internal.session import get_storage
 
+    from jola_ray.sweep import recovery
     from jola_ray.sweep.packs import MemberRecords, SuccessiveHalving, member_dirname
 
     trial_dir = tune.get_context().get_trial_dir()
@@ -171,7 +200,12 @@ def _pack_trial(trial: dict, run_pack: Callable, make_config: Callable, setup: d
             "pack_reported": statuses,
             "run_status": "finished" if finished else "running",
         }
-        tune.report(summary, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+        try:
+            tune.report(summary, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+        except OSError as err:
+            if recovery.is_storage_error(err):  # the driver names the storage and the way on
+                raise StorageError(f"a pack checkpoint could not be written: {err}") from err
+            raise
 
     checkpoint = tune.get_checkpoint()
     try:

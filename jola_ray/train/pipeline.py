@@ -37,7 +37,7 @@ from jola_ray.errors import DataError, TrainingError
 from jola_ray.evaluation.results import write_results
 from jola_ray.train.config import RunConfig
 from jola_ray.train.cost import CostMeter
-from jola_ray.train.state import RunState
+from jola_ray.train.state import RunState, check_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +90,7 @@ def run(
     out = Path(cfg.output_dir)
     resumed = None
     if resume_from is not None:
-        if not RunState.exists(resume_from):
-            raise TrainingError(
-                f"resume_from: {resume_from} is not a checkpoint of a run (no run_state.json)"
-            )
-        resumed = RunState.load(resume_from)
+        resumed = check_checkpoint(resume_from)  # CheckpointError names a missing or bad file
         if resumed.finished:
             return json.loads((Path(resume_from) / "metrics.json").read_text())
 
@@ -138,13 +134,15 @@ def run(
             return _untrained(ctx)
         return _recipe(ctx, stages, resumed, resume_from)
     except torch.OutOfMemoryError as err:
-        raise TrainingError(
+        oom = TrainingError(
             f"CUDA out of memory: model {cfg.model} ({cfg.dtype}, quantization {cfg.quantization}), "
             f"batch_size {cfg.batch_size}, eval_batch_size {cfg.eval_batch_size}, max_length "
             f"{ctx.fit.get('max_length_used', cfg.max_length)}. Lower batch_size (raise grad_accum_steps to keep the effective "
             "batch), eval_batch_size or max_length, use dtype bf16 or quantization nf4, or give "
             f"the trial more GPU memory (gpu_memory_fraction is {cfg.gpu_memory_fraction})."
-        ) from err
+        )
+        oom.permanent = False  # another trial sharing the GPU may have held the memory
+        raise oom from err
     except DataError as err:  # bad data found late (e.g. while scoring): say so in the folder
         (out / FAILED_FILE).write_text(f"run failed on bad data: {err}\n")
         raise
@@ -608,6 +606,8 @@ def _finish(ctx: _Run, handle, state: RunState, n_params: int) -> dict:
         "resolved": _resolved(ctx.cfg),
         "run_status": "finished",
     }
+    if metrics.get("warning"):  # the method's (JoLA: every gate closed)
+        log.warning("%s: %s", ctx.cfg.output_dir, metrics["warning"])
     final = ctx.out / FINAL_DIR
     final.mkdir(parents=True, exist_ok=True)
     _write_final(ctx, final, metrics, test.predictions, edit=handle, table=table)

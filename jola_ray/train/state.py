@@ -18,6 +18,16 @@ import torch
 
 RUN_STATE_FILE = "run_state.json"
 BEST_EDIT_FILE = "best_edit.safetensors"
+# What an epoch checkpoint must hold to resume every part of the run: the edit, the optimizer,
+# the schedule, the RNG and the step (the Trainer's files), early stopping and history (ours).
+TRAINER_FILES = (
+    "edit_params.safetensors",
+    "optimizer.pt",
+    "scheduler.pt",
+    "rng_state.pth",
+    "trainer_state.json",
+)
+FINAL_FILES = (RUN_STATE_FILE, "metrics.json")  # a finished run's checkpoint
 
 
 @dataclass
@@ -71,6 +81,94 @@ class RunState:
     @staticmethod
     def exists(directory: str | Path) -> bool:
         return (Path(directory) / RUN_STATE_FILE).is_file()
+
+
+def check_checkpoint(directory: str | Path) -> RunState:
+    """Load the run state of a checkpoint after checking every file a resume reads.
+
+    A resume restores the edit, optimizer, schedule, RNG, step and early stopping, or nothing:
+    the Trainer would silently start a fresh optimizer without ``optimizer.pt`` and give a
+    different result. JSON files must parse, safetensors files must have a readable header and
+    tensors, ``.pt``/``.pth`` files must be intact zip archives (their CRCs are checked; nothing
+    is unpickled here).
+
+    Raises:
+        CheckpointError: naming the missing or unreadable file (``err.path``).
+    """
+    from jola_ray.errors import CheckpointError
+
+    directory = Path(directory)
+    state_path = directory / RUN_STATE_FILE
+    if not directory.is_dir():
+        raise CheckpointError(f"checkpoint {directory} does not exist", str(directory))
+    data = _read_json(state_path)
+    try:
+        state = RunState(**{k: v for k, v in data.items() if k != "best_state"})
+    except TypeError as err:
+        raise CheckpointError(f"{state_path}: not a run state ({err})", str(state_path)) from None
+    needed = FINAL_FILES if state.finished else TRAINER_FILES
+    for name in needed:
+        path = directory / name
+        if not path.is_file():
+            raise CheckpointError(
+                f"checkpoint {directory} has no {name}; resuming without it would not restore "
+                "the run's state (edit, optimizer, schedule, RNG, step, early stopping)",
+                str(path),
+            )
+        if name.endswith(".json"):
+            _read_json(path)
+        elif name.endswith(".safetensors"):
+            _read_safetensors(path)
+        else:
+            _check_zip(path)
+    best = directory / BEST_EDIT_FILE
+    if not state.finished and state.best_epoch and not best.is_file():
+        raise CheckpointError(
+            f"checkpoint {directory} has no {BEST_EDIT_FILE} (best epoch {state.best_epoch})",
+            str(best),
+        )
+    if best.is_file():
+        state.best_state = _read_safetensors(best)
+    return state
+
+
+def _read_json(path: Path) -> dict:
+    from jola_ray.errors import CheckpointError
+
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path.parent} has no {path.name}", str(path)) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: unreadable or truncated JSON ({err})", str(path)) from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object", str(path))
+    return data
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    from jola_ray.errors import CheckpointError
+
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own SafetensorError and others
+        raise CheckpointError(f"{path}: corrupt safetensors file ({err})", str(path)) from None
+
+
+def _check_zip(path: Path) -> None:
+    import zipfile
+
+    from jola_ray.errors import CheckpointError
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile) as err:
+        raise CheckpointError(f"{path}: corrupt torch file ({err})", str(path)) from None
+    if bad is not None:
+        raise CheckpointError(f"{path}: corrupt torch file (bad entry {bad})", str(path))
 
 
 def _json_default(value):

@@ -63,7 +63,7 @@ def test_render_report_writes_tables_frames_and_plots(rendered):
         "gates_jola_tiny-llama_boolq.png",
     ]
     assert "| JoLA | 264 | **74.5 ± 3.5 (2/3)** | **62.0 ± 2.0 (3)** | **68.2** |" in text
-    assert "| boolq | 6 | 2 | 1 | 0 | 0 | 9 |" in text  # status counts printed
+    assert "| boolq | 6 | 2 | 1 | 0 | 0 | 0 | 0 | 9 |" in text  # status counts printed
     assert "Compute ledger" in text and "RuntimeError: CUDA out of memory" in text
     assert "| jola | tiny-llama | demo_sentiment | 2 | 3 | 3 |" in text  # missing seed shown
 

@@ -137,3 +137,87 @@ def run_pack_failing_once(cfgs, report=None, resume_from=None, **kwargs):
             raise RuntimeError("simulated worker failure after the first pack checkpoint")
 
     return run_pack(cfgs, report=dying, resume_from=resume_from, **kwargs)
+
+
+def permanent_run(cfg: dict, report, resume_from: str | None = None) -> dict:
+    """Fails for task ``demo_b`` with a failure that repeats identically (a non-finite loss at
+    the same seed); each attempt appends a line to ``attempts_file``."""
+    from jola_ray.errors import TrainingError
+
+    if cfg["task"] == "demo_b":
+        with open(cfg["attempts_file"], "a") as fh:
+            fh.write("attempt\n")
+        raise TrainingError("non-finite training loss at step 3 (epoch 0.50)")
+    return scaled_run(cfg, report, resume_from)
+
+
+def _install_full_disk(flag: str) -> None:
+    """While ``flag`` exists, copying a checkpoint into storage fails as on a full disk
+    (ENOSPC from pyarrow's copy, where Ray persists every reported checkpoint)."""
+    import errno
+
+    from ray.train._internal import storage
+
+    original = getattr(storage._pyarrow_fs_copy_files, "_original", storage._pyarrow_fs_copy_files)
+
+    def copy(*args, **kwargs):
+        if os.path.exists(flag):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(*args, **kwargs)
+
+    copy._original = original
+    storage._pyarrow_fs_copy_files = copy
+
+
+def full_disk_run(cfg: dict, report, resume_from: str | None = None) -> dict:
+    """``scaled_run`` on a storage that is full while ``cfg['disk_full_flag']`` exists; the
+    stub fills it itself after ``fill_after`` epochs of the first trial of task demo_b."""
+    _install_full_disk(cfg["disk_full_flag"])
+    if cfg["task"] == "demo_b" and not os.path.exists(cfg["disk_full_flag"] + ".done"):
+
+        def filling_report(metrics, checkpoint_dir):
+            if metrics.get("epoch") == cfg["fill_after"] + 1:
+                open(cfg["disk_full_flag"], "w").close()
+                open(cfg["disk_full_flag"] + ".done", "w").close()
+            report(metrics, checkpoint_dir)
+
+        return scaled_run(cfg, filling_report, resume_from)
+    return scaled_run(cfg, report, resume_from)
+
+
+def checked_run(cfg: dict, report, resume_from: str | None = None) -> dict:
+    """``scaled_run`` that checks its checkpoint as the real run does (CheckpointError naming
+    the file), and on its first attempt damages its newest checkpoint in storage after epoch
+    ``fail_after`` (``damage``: ``truncate`` its state.json, or ``delete`` the directory), then
+    dies, so the retry meets the damaged checkpoint."""
+    from ray import tune
+
+    from jola_ray.errors import CheckpointError
+
+    if resume_from:
+        path = os.path.join(resume_from, "state.json")
+        try:
+            with open(path) as fh:
+                json.load(fh)
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"{path}: unreadable ({err})", path) from None
+    trial_id = tune.get_context().get_trial_id()
+    marker = os.path.join(cfg["marker_dir"], trial_id)
+
+    def damaging_report(metrics, checkpoint_dir):
+        report(metrics, checkpoint_dir)
+        if metrics.get("epoch") == cfg["fail_after"] and not os.path.exists(marker):
+            open(marker, "w").close()
+            import glob
+            import shutil
+
+            (trial_dir,) = glob.glob(os.path.join(cfg["exp_dir"], f"*-{trial_id}"))
+            newest = sorted(glob.glob(os.path.join(trial_dir, "checkpoint_*")))[-1]
+            if cfg["damage"] == "delete":
+                shutil.rmtree(newest)
+            else:
+                with open(os.path.join(newest, "state.json"), "w") as fh:
+                    fh.write('{"epo')
+            raise RuntimeError("injected failure after damaging the checkpoint")
+
+    return scaled_run(cfg, damaging_report, resume_from)
