@@ -171,6 +171,12 @@ def _packing_table(shapes: dict) -> list[str]:
     return lines
 
 
+def _sizes(sizes: dict) -> str:
+    if "defaults" in sizes:
+        return "`jola-ray train` defaults"
+    return "{train}/{dev}/{test}, {epochs} ep".format(**sizes)
+
+
 def _trial_table(shapes: dict) -> list[str]:
     names = [n for n, s in shapes.items() if "trial_phases_s" in s]
     if not names:
@@ -181,10 +187,18 @@ def _trial_table(shapes: dict) -> list[str]:
         "| phase | " + " | ".join(names) + " |",
         "|---|" + "---:|" * len(names),
     ]
-    phases = ["imports_s", "model_load_s", "data_s", "training_s", "eval_s"]
-    for p in phases:
+    phases = [
+        ("imports_s", "imports"),
+        ("model_load_s", "model load"),
+        ("data_s", "data"),
+        ("training_s", "training"),
+        ("dev_loss_s", "dev evaluation: loss"),
+        ("dev_score_s", "dev evaluation: score"),
+        ("test_s", "test evaluation"),
+    ]
+    for p, label in phases:
         lines.append(
-            f"| {p[:-2]} | "
+            f"| {label} | "
             + " | ".join(_f(shapes[n]["trial_phases_s"].get(p), 2) for n in names)
             + " |"
         )
@@ -197,12 +211,16 @@ def _trial_table(shapes: dict) -> list[str]:
         + " |"
     )
     lines.append(
-        "| sizes | "
+        "| dev evaluation share | "
         + " | ".join(
-            "{train}/{dev}/{test}, {epochs} ep".format(**shapes[n]["trial_sizes"]) for n in names
+            _f(100 * shapes[n]["trial_dev_eval_fraction"], 1, "%")
+            if "trial_dev_eval_fraction" in shapes[n]
+            else "absent"
+            for n in names
         )
         + " |"
     )
+    lines.append("| sizes | " + " | ".join(_sizes(shapes[n]["trial_sizes"]) for n in names) + " |")
     lines.append("")
     return lines
 

@@ -6,7 +6,11 @@
 Sections, in order, per shape: ``train`` (floor, JoLA variants, LoFiT, peak memory), ``eval``
 (ms per example per decoding mode), ``packing`` (N processes on one device), ``trial`` (a whole
 ``jola_ray.train.run`` split into setup, training and evaluation; 1B and tiny only), and once
-``sweep`` (a Ray sweep through ``jola_ray.sweep.run_sweep``; on ``--sweep-shape``).
+``sweep`` (a Ray sweep through ``jola_ray.sweep.run_sweep``; on ``--sweep-shape``). The
+``train`` section also times the step a trial runs (``train_step.run_trainer_step``: the
+trainer's own loss on a collated batch of real prompts with answer-only labels, against the bare
+step and the floor on that batch); on ``cpu-small`` the ``trial`` is ``jola-ray train`` with its
+defaults, split into phases with the dev evaluation as its own.
 ``--skip``/``--only`` pick sections, so a GPU session can split the work over several calls
 and merge the files with ``python -m benchmarks.report``.
 """
@@ -182,6 +186,20 @@ def run_shape(name: str, args, settings: dict, sections: set[str]) -> dict:
                 )
             except Exception as err:
                 errors["train"] = f"{type(err).__name__}: {err}"[:500]
+            _log(f"{name}: the trial's own step (trainer loss, answer-only labels) vs bare")
+            try:
+                result.update(
+                    train_step.run_trainer_step(
+                        model,
+                        tok,
+                        args.device,
+                        settings["warmup"],
+                        settings["steps"],
+                        repeats=args.repeats or settings["train_rounds"],
+                    )
+                )
+            except Exception as err:
+                errors["trainer_step"] = f"{type(err).__name__}: {err}"[:500]
         if "eval" in sections:
             _log(f"{name}: decoding modes {list(settings['eval_counts'])}")
             try:
@@ -212,9 +230,10 @@ def run_shape(name: str, args, settings: dict, sections: set[str]) -> dict:
             )
         )
 
-    if "trial" in sections and name in ("tiny", "1b"):
-        _log(f"{name}: whole trial {settings['trial']}")
-        res = trial.run(shape, args.device, **settings["trial"])
+    if "trial" in sections and name in ("tiny", "1b", "cpu-small"):
+        defaults = name == "cpu-small"  # jola-ray train's defaults (the dev-evaluation share)
+        _log(f"{name}: whole trial {'jola-ray train defaults' if defaults else settings['trial']}")
+        res = trial.run(shape, args.device, **settings["trial"], defaults=defaults)
         if "error" in res:
             errors["trial"] = res["error"]
         else:
@@ -253,7 +272,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--shapes",
         default=None,
-        help="comma list of tiny, 1b, 8b (default: tiny on cpu, 1b,8b on cuda)",
+        help="comma list of tiny, cpu-small, 1b, 8b (default: tiny on cpu, 1b,8b on cuda)",
     )
     p.add_argument(
         "--out",

@@ -28,6 +28,11 @@ class Shape:
     def tiny(self) -> bool:
         return self.name == "tiny"
 
+    @property
+    def tiny_vocab(self) -> bool:
+        """Built on the tiny tokenizer's vocabulary (``jola_ray.tiny``), so its texts decode."""
+        return self.tiny or bool(self.config.get("tiny_vocab"))
+
 
 _LLAMA3_COMMON = dict(
     num_attention_heads=32,
@@ -56,6 +61,34 @@ def _rope(factor: float) -> dict:
 
 SHAPES: dict[str, Shape] = {
     "tiny": Shape("tiny", {}),
+    # The small CPU shape of the trial-time profile (issue 15): a Llama of hidden 512, 8 layers,
+    # 8 heads over 2 KV heads (head_dim 64), MLP 1376, on the tiny char-level vocabulary, so a
+    # saved copy runs the real demo tasks through `jola-ray train`.
+    "cpu-small": Shape(
+        "cpu-small",
+        {
+            "tiny_vocab": True,
+            "hidden_size": 512,
+            "intermediate_size": 1376,
+            "num_hidden_layers": 8,
+            "num_attention_heads": 8,
+            "num_key_value_heads": 2,
+        },
+    ),
+    # the same with a 32k-token vocabulary (Llama-2's size; the tiny tokenizer's ids are a
+    # subset), where logits at every position cost what answer-only logits save
+    "cpu-small-32k": Shape(
+        "cpu-small-32k",
+        {
+            "tiny_vocab": True,
+            "vocab_size": 32000,
+            "hidden_size": 512,
+            "intermediate_size": 1376,
+            "num_hidden_layers": 8,
+            "num_attention_heads": 8,
+            "num_key_value_heads": 2,
+        },
+    ),
     # meta-llama/Llama-3.2-1B config.json
     "1b": Shape(
         "1b",
@@ -98,10 +131,11 @@ def default_dtype(device: str) -> torch.dtype:
 
 def model_config(shape: Shape):
     """The transformers config of ``shape``."""
-    if shape.tiny:
+    if shape.tiny_vocab:
         from jola_ray.tiny import tiny_config
 
-        return tiny_config("llama")
+        overrides = {k: v for k, v in shape.config.items() if k != "tiny_vocab"}
+        return tiny_config("llama", **overrides)
     from transformers import LlamaConfig
 
     return LlamaConfig(**shape.config)

@@ -47,12 +47,19 @@ def time_steps(step: Callable[[], None], device: str, warmup: int, steps: int) -
     for _ in range(warmup):
         step()
     sync(device)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(steps):
         step()
     sync(device)
     elapsed = time.perf_counter() - start
-    return {"ms": 1000.0 * elapsed / steps, "peak_gb": peak_gb(device)}
+    cpu = time.process_time() - cpu_start
+    # cpu_ms: this process's CPU time, which other jobs on a shared machine do not inflate
+    # (with one torch thread it is the step's work); on a GPU, ms is the figure
+    return {
+        "ms": 1000.0 * elapsed / steps,
+        "cpu_ms": 1000.0 * cpu / steps,
+        "peak_gb": peak_gb(device),
+    }
 
 
 def floor_step(model, batch: dict) -> Callable[[], None]:
@@ -191,3 +198,172 @@ def run(
         "jola_best_over_floor": best_ms / floor["ms"],
         "train_rounds": repeats,
     }
+
+
+# --- the step a trial runs: real prompts, answer-only labels, the trainer's own loss --------
+
+
+def real_batch(tokenizer, batch_size: int, task: str = "demo_vowel"):
+    """(TRL dataset, collated batch): ``batch_size`` training examples of ``task`` as a trial
+    builds them (``jola_ray.train.trl_data.sft_dataset``: labels on the answer tokens only)."""
+    from jola_ray.data.demo import demo_pools
+    from jola_ray.train.trl_data import sft_dataset
+
+    examples = demo_pools(task).train[:batch_size]
+    return sft_dataset(examples, tokenizer)
+
+
+def _sft_trainer(model, tokenizer, dataset, out_dir: str, device: str):
+    """The library's SFT trainer class over ``model`` with a trial's arguments (edit-only)."""
+    from trl import SFTConfig
+
+    from jola_ray.train.trainer import make_trainer_class
+
+    args = SFTConfig(
+        output_dir=out_dir,
+        per_device_train_batch_size=len(dataset),
+        learning_rate=1e-3,
+        optim="adamw_torch",
+        report_to="none",
+        bf16=False,
+        fp16=False,
+        activation_checkpointing=False,
+        use_cpu=not device.startswith("cuda"),
+        disable_tqdm=True,
+        max_length=400,
+        packing=False,
+        completion_only_loss=True,
+        save_strategy="no",
+    )
+    cls = make_trainer_class("sft")
+    return cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+
+
+def trainer_step(trainer, model, batch: dict, edit, lr: float = 1e-3) -> Callable[[], None]:
+    """One optimizer step through the trainer's own ``compute_loss`` (the loss a trial trains
+    on, penalty included) + backward + AdamW on the edit's parameters."""
+    optimizer = torch.optim.AdamW(list(edit.parameters()), lr=lr)
+    n_items = int((batch["labels"][:, 1:] != -100).sum())
+    trainer.penalty_fn = lambda step: edit.penalty()
+    trainer.current_gradient_accumulation_steps = 1  # set by train() in a real run
+
+    def step() -> None:
+        loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=n_items)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def answer_floor_step(model, batch: dict) -> Callable[[], None]:
+    """The floor on a real batch: frozen forward + backward to the input embeddings, with the
+    batch's attention mask and answer-only labels (the plain HF loss)."""
+    embed = model.get_input_embeddings()
+
+    def step() -> None:
+        with torch.no_grad():
+            embeds = embed(batch["input_ids"])  # (b, t, hidden)
+        embeds.requires_grad_(True)
+        out = model(
+            inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"]
+        )
+        out.loss.backward()
+
+    return step
+
+
+def run_trainer_step(
+    model, tokenizer, device: str, warmup: int, steps: int, repeats: int = 1, batch_size: int = 8
+) -> dict:
+    """The training step a trial runs, against the bare step and the floor on the same batch.
+
+    The batch is ``batch_size`` demo training examples collated by the trainer's own collator
+    (labels on the answer tokens only). Three steps, interleaved over ``repeats`` rounds (median):
+
+    * ``answer_floor``: the frozen model, forward + backward to the input embeddings;
+    * ``bare``: the JoLA-edited model's plain HF loss + penalty, backward, AdamW;
+    * ``trainer``: the same through ``EditSFTTrainer.compute_loss`` (what ``trainer.train``
+      calls every step), backward, AdamW.
+
+    ``trainer_over_bare`` is the target figure (at most 1.05).
+    """
+    import tempfile
+
+    from jola_ray.editing import JoLAConfig, apply_edit
+
+    dataset = real_batch(tokenizer, batch_size)
+    edit = apply_edit(model, JoLAConfig(seed=0))
+    edit_params = list(edit.parameters())
+    samples: dict[str, list[dict]] = {"answer_floor": [], "bare": [], "trainer": []}
+    with tempfile.TemporaryDirectory(prefix="jola-bench-step-") as tmp:
+        trainer = _sft_trainer(model, tokenizer, dataset, tmp, device)
+        collated = trainer.data_collator([dataset[i] for i in range(len(dataset))])
+        batch = {k: v.to(device) for k, v in collated.items() if torch.is_tensor(v)}
+        try:
+            model.train()
+            for _ in range(repeats):
+                with edit.disabled():
+                    for p in edit_params:
+                        p.requires_grad_(False)
+                    try:
+                        samples["answer_floor"].append(
+                            time_steps(answer_floor_step(model, batch), device, warmup, steps)
+                        )
+                    finally:
+                        for p in edit_params:
+                            p.requires_grad_(True)
+                plain = {k: v for k, v in batch.items()}
+                samples["bare"].append(
+                    time_steps(edit_step(model, plain, edit), device, warmup, steps)
+                )
+                samples["trainer"].append(
+                    time_steps(trainer_step(trainer, model, batch, edit), device, warmup, steps)
+                )
+        finally:
+            model.eval()
+            edit.remove()
+            model.__dict__.pop("forward", None)  # TRL patched the instance's forward
+    res = {k: _median_of_rounds(v) for k, v in samples.items()}
+    if not device.startswith("cuda"):  # CPU time: robust on a shared machine
+        for k, v in samples.items():
+            res[k]["ms"] = statistics.median(r["cpu_ms"] for r in v)
+            res[k]["rounds_ms"] = [r["cpu_ms"] for r in v]
+    return {
+        "step_clock": "wall" if device.startswith("cuda") else "process CPU time",
+        "step_batch": list(batch["input_ids"].shape),
+        "step_answer_tokens": int((batch["labels"] != -100).sum()),
+        "answer_floor_ms": res["answer_floor"]["ms"],
+        "bare_step_ms": res["bare"]["ms"],
+        "trainer_step_ms": res["trainer"]["ms"],
+        "trainer_over_bare": res["trainer"]["ms"] / res["bare"]["ms"],
+        "bare_over_answer_floor": res["bare"]["ms"] / res["answer_floor"]["ms"],
+        "trainer_step_rounds_ms": {k: v.get("rounds_ms", [v["ms"]]) for k, v in res.items()},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.train_step --shape cpu-small``: the trial's step, printed."""
+    import argparse
+    import json
+
+    from benchmarks.shapes import build_model, get_shape
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.train_step")
+    p.add_argument("--shape", default="cpu-small")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    if args.device == "cpu":
+        torch.set_num_threads(args.threads)
+    model, tok = build_model(get_shape(args.shape), args.device)
+    res = run_trainer_step(model, tok, args.device, args.warmup, args.steps, args.repeats)
+    print(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

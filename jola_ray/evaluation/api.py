@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from jola_ray.data.task import Example, Task
 from jola_ray.errors import ConfigError, DataError
 from jola_ray.evaluation import metrics as M
-from jola_ray.evaluation.extraction import extract_answer
+from jola_ray.evaluation.extraction import extract_answer, label_regex
 from jola_ray.evaluation.generation import generate_continuations
 from jola_ray.evaluation.scoring import score_choices, score_labels
 from jola_ray.evaluation.truthfulqa import iti_prompt, question_of
@@ -91,6 +91,7 @@ def evaluate(
             batch_size=batch_size,
             num_beams=num_beams,
             max_new_tokens=new_tokens,
+            label_regex=label_regex(task) if task.kind == "classification" else None,
         )
         return _score_generations(task, examples, outputs, bertscore)
     finally:

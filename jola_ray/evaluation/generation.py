@@ -24,6 +24,7 @@ from jola_ray.evaluation.batching import (
     model_device,
     pad_id,
 )
+from jola_ray.evaluation.label_stop import LabelDecided, literal_alternatives
 
 _FLAGS_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -117,12 +118,15 @@ def generate_continuations(
     num_beams: int = 4,
     max_new_tokens: int = 16,
     stop_at_newline: bool | None = None,
+    label_regex=None,
 ) -> list[str]:
     """The decoded continuation (special tokens dropped) of every prompt, in input order.
 
     ``mode`` is ``"greedy"`` or ``"beam"``; ``stop_at_newline`` defaults to True for greedy and
-    False for beam search (see the module docstring). The model is used as it is (the caller
-    puts it in eval mode).
+    False for beam search (see the module docstring). ``label_regex`` (greedy only; a literal
+    label alternation, see ``label_stop``) also stops a row once its first-line label match is
+    decided: the prediction extracted from its output is the one full decoding would give. The
+    model is used as it is (the caller puts it in eval mode).
     """
     if not prompts:
         return []
@@ -131,6 +135,11 @@ def generate_continuations(
     config = _generation_config(model, mode, num_beams, max_new_tokens, pad)
     if stop_at_newline is None:
         stop_at_newline = mode == "greedy"
+    decided = None
+    if label_regex is not None and mode == "greedy":
+        labels = literal_alternatives(label_regex.pattern)
+        if labels:
+            decided = (label_regex, max(len(x) for x in labels))
     encoded = encode_prompts(tokenizer, prompts)
     outputs: list[str] = [""] * len(prompts)
     for batch in length_sorted_batches([len(e) for e in encoded], batch_size):
@@ -140,6 +149,8 @@ def generate_continuations(
         criteria = StoppingCriteriaList()
         if stop_at_newline:
             criteria.append(FirstLineComplete(tokenizer, width))
+        if decided is not None:
+            criteria.append(LabelDecided(tokenizer, width, *decided))
         out = model.generate(**inputs, generation_config=config, stopping_criteria=criteria)
         # out: (batch, width + new tokens); the prompt part is the same padded block
         texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)

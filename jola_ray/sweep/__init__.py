@@ -13,8 +13,9 @@ Modules: ``space`` (YAML -> validated SearchSpace -> trial dicts, handed to Tune
 ``runner`` (Tuner build/restore, outcome), ``commands`` (the ``jola-ray sweep`` subcommand).
 """
 
-# What a trial runs unless told otherwise (dotted paths, resolved inside the worker).
-DEFAULT_RUN = "jola_ray.train.run"
+# What a trial runs unless told otherwise (dotted paths, resolved inside the worker): the run
+# with the worker process's resident, which keeps the frozen model and data between trials.
+DEFAULT_RUN = "jola_ray.train.resident.run_in_worker"
 DEFAULT_MAKE_CONFIG = "jola_ray.train.RunConfig.from_dict"
 DEFAULT_RUN_PACK = "jola_ray.train.pack.run_pack"  # what a pack trial runs (``pack:``)
 

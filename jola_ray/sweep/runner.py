@@ -270,10 +270,13 @@ def run_sweep(
     ``run_fn``/``make_config`` are what each trial runs (dotted paths or callables; stubs in
     tests), ``run_pack_fn`` what a pack trial runs (``jola_ray.train.pack.run_pack``);
     ``scheduler`` replaces the space's (a comparison with Ray's pooled ASHA).
-    ``reuse_actors`` keeps worker processes between trials, which saves each trial the import
-    of torch/transformers/TRL (tens of seconds on a small CPU). A GPU trial must get a fresh
-    process so its GPU memory is freed (Ray issue #30414). Default (None): reuse only when
-    trials use no GPU.
+    ``reuse_actors`` keeps worker processes between trials (default None: on GPU as on CPU),
+    which saves each trial the import of torch/transformers/TRL (seconds) and, with the default
+    run, the base model's load: the worker's ``jola_ray.train.resident.WORKER`` keeps the frozen
+    model, the splits and their tokenized datasets, and releases each finished trial's memory
+    explicitly (trainer, optimizer, edit, CUDA cache), so a reused GPU worker holds no more than
+    its model between trials (Ray issue #30414 concerned memory left by the trial itself).
+    ``False`` gives every trial a fresh process.
 
     ``trust_experiment_dir`` resumes even when other users can write the experiment
     directory (a resume unpickles Ray's state from it; docs/cluster.md).
@@ -353,7 +356,7 @@ def _run_locked(
             resources, run_fn, make_config, space.metric, _pack_setup(space), run_pack_fn
         )
         if reuse_actors is None:
-            reuse_actors = resources.get("gpu", 0.0) == 0
+            reuse_actors = True
         progress = SweepProgress()
         t0 = time.monotonic()
         if resumable:

@@ -115,8 +115,10 @@ class SearchSpace:
     def trials(self) -> list[dict[str, Any]]:
         """One dict per grid point, in the ``params.json`` layout (see the module docstring).
 
-        Order: task, seed, model, method, extra axes, then configuration innermost, so the
-        configurations of one group start close together (ASHA compares them at its rungs).
+        Order: model, task, seed, method, extra axes, then configuration innermost, so the
+        configurations of one group start close together (ASHA compares them at its rungs) and
+        every trial of one model comes before the next model's (a reused worker keeps its
+        model for the next trial it is handed: ``jola_ray.train.resident``).
         A method without configurations (zero-shot) gets one trial per grid point with
         ``hp = {"config_name": <the method's name>}``. A method's settings in ``fixed`` or
         ``model_overrides`` go to that method's trials only.
@@ -127,8 +129,8 @@ class SearchSpace:
         if 0 < gpu < 1 and "gpu_memory_fraction" not in fixed:
             fixed["gpu_memory_fraction"] = gpu  # each packed trial caps its own share
         out = []
-        for task, seed, model, method in itertools.product(
-            self.tasks, self.seeds, self.models, self.methods
+        for model, task, seed, method in itertools.product(
+            self.models, self.tasks, self.seeds, self.methods
         ):
             for extra in itertools.product(*(self.axes[n] for n in extra_names)):
                 point = {"task": task, "seed": seed, "model": model, "method": method}

@@ -122,7 +122,15 @@ class ScheduleConfig:
 class EvalConfig:
     patience: int = _leaf(2, "early stopping: epochs without improvement (0: off)", ge=0)
     select_metric: str = _leaf(
-        "dev_score", "metric that picks the best epoch", choices=("dev_score", "dev_loss")
+        "dev_score",
+        "metric that picks the best epoch (dev_loss: the dev loss is computed every epoch)",
+        choices=("dev_score", "dev_loss"),
+    )
+    record_dev_loss: bool = _leaf(
+        False,
+        "compute the dev loss every epoch for the curves; it is computed anyway when "
+        "select_metric is dev_loss or lr_schedule adaptive, and comes free with label_scoring "
+        "(otherwise it costs a teacher-forced pass over the dev split)",
     )
     decoding: str = _leaf(
         "greedy", "dev/test decoding", choices=("greedy", "beam", "label_scoring")

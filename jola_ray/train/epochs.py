@@ -1,10 +1,11 @@
 """The end of every epoch: dev metrics, adaptive learning rate, early stopping, checkpoint, report.
 
 The Trainer (``eval_strategy``/``save_strategy`` "epoch") logs the epoch's training losses,
-computes the dev loss (task loss only), then saves a checkpoint. This callback hooks in between:
-``on_log`` keeps the training losses, ``on_evaluate`` runs the task's dev evaluation
-(``jola_ray.evaluation.evaluate``), updates early stopping and keeps the best epoch's edit in
-memory, and ``on_save`` (after the Trainer's checkpoint is on disk) adds ``run_state.json`` and
+evaluates, then saves a checkpoint. This callback hooks in between: ``on_log`` keeps the
+training losses, ``on_evaluate`` runs the epoch's single dev pass (``dev_eval``: the dev score
+and, for SFT, the dev loss where it is free or needed; the SFT trainer skips its own loop over
+the dev split, a DPO trainer's dev loss comes from that loop's ``eval_loss``), updates early
+stopping and keeps the best epoch's edit in memory, and ``on_save`` (after the Trainer's checkpoint is on disk) adds ``run_state.json`` and
 ``best_edit.safetensors`` to that checkpoint and calls ``report(metrics, checkpoint_dir)``.
 """
 
@@ -25,7 +26,8 @@ class EpochEnd(TrainerCallback):
 
     Args:
         state: the run state (restored from a checkpoint on resume), updated in place.
-        dev_eval: () -> dict of dev metrics (``dev_<metric>`` and ``dev_score``).
+        dev_eval: () -> dict of dev metrics (``dev_<metric>``, ``dev_score``, and ``dev_loss``
+            when the pass computed it).
         handle: the attached method (its ``epoch_metrics()``, e.g. ``open_gate_fraction``).
         schedule: the ``LRSchedule`` (its adaptive heuristic sees the dev loss).
         select_metric: ``"dev_score"`` (higher is better) or ``"dev_loss"`` (lower is better).
@@ -67,19 +69,26 @@ class EpochEnd(TrainerCallback):
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         epoch = int(round(state.epoch or 0))
-        dev_loss = float(metrics.get("eval_loss", float("nan")))
+        dev = self.dev_eval()
+        dev_loss = dev.pop("dev_loss", None)
+        if dev_loss is None and "eval_loss" in metrics:  # DPO: the trainer's own dev loss
+            dev_loss = float(metrics["eval_loss"])
         m = {
             "epoch": epoch,
             "step": state.global_step,
             "train_loss": float(self._train_logs.get("task_loss", float("nan"))),
             "train_penalty": float(self._train_logs.get("penalty", 0.0)),
-            "dev_loss": dev_loss,
-            **self.dev_eval(),
+            **({} if dev_loss is None else {"dev_loss": dev_loss}),
+            **dev,
             **self.handle.epoch_metrics(),
             "train_lr": float(self._train_logs.get("learning_rate", float("nan"))),
             "run_status": "running",
         }
-        if self.schedule is not None and self.schedule.on_dev_loss(dev_loss):
+        if (
+            self.schedule is not None
+            and dev_loss is not None
+            and self.schedule.on_dev_loss(dev_loss)
+        ):
             _apply_schedule_now(self.trainer)
         value = m[self.select_metric]
         if self.state.improved(value, higher_is_better=self.select_metric != "dev_loss"):

@@ -62,6 +62,7 @@ class _Run:
     cost: CostMeter
     datasets: dict = field(default_factory=dict)  # kind -> (train, dev), built once per run
     fit: dict = field(default_factory=dict)  # what fitting examples to max_length did (metrics)
+    resident: object = None  # a worker's Resident: model and data kept between trials
 
 
 def run(
@@ -71,6 +72,7 @@ def run(
     *,
     task=None,
     splits=None,
+    resident=None,
 ) -> dict:
     """Train and test one configuration; return the final metrics.
 
@@ -81,6 +83,9 @@ def run(
             from it to the same result as an uninterrupted run.
         task, splits: use these instead of the registry's task and ``load_splits`` (tests,
             custom data already in memory).
+        resident: a ``resident.Resident`` (a sweep worker's): the base model, splits and
+            tokenized datasets come from it when it holds them, and the run leaves the model
+            exactly as the base again (its method removed) with the trial's memory released.
 
     Raises:
         TrainingError: non-finite loss (naming the step), out of memory (naming the batch size
@@ -106,25 +111,35 @@ def run(
     if splits is None:
         from jola_ray.data import load_splits
 
-        splits = load_splits(
-            task,
-            data_dir=cfg.data_dir,
-            seed=cfg.seed,
-            train_size=cfg.train_size,
-            dev_size=cfg.dev_size,
-            test_size=cfg.test_size,
-            # a method without stages reads dev (when there is one) and test: a test-only
-            # folder will do
-            need={"test"} if not stages else {"train", "dev", "test"},
-        )
+        def build_splits():
+            return load_splits(
+                task,
+                data_dir=cfg.data_dir,
+                seed=cfg.seed,
+                train_size=cfg.train_size,
+                dev_size=cfg.dev_size,
+                test_size=cfg.test_size,
+                # a method without stages reads dev (when there is one) and test: a test-only
+                # folder will do
+                need={"test"} if not stages else {"train", "dev", "test"},
+            )
+
+        if resident is None or not stages:
+            splits = build_splits()
+        else:
+            splits = resident.splits(cfg, build_splits)
     from datasets.utils.logging import disable_progress_bar
 
     disable_progress_bar()  # per-split map() bars of TRL's dataset preparation
     set_seed(cfg.seed)
     from jola_ray.train.loading import load_model_and_tokenizer
 
-    model, tok, device = load_model_and_tokenizer(cfg)
+    if resident is None:
+        model, tok, device = load_model_and_tokenizer(cfg)
+    else:
+        model, tok, device = resident.base_model(cfg, load_model_and_tokenizer)
     ctx = _Run(cfg, task, splits, model, tok, device, out, report, CostMeter(device))
+    ctx.resident = resident
     if splits.train or splits.dev:
         _datasets(ctx, task.training)  # bad data fails here, before anything is written
     out.mkdir(parents=True, exist_ok=True)
@@ -146,6 +161,10 @@ def run(
     except DataError as err:  # bad data found late (e.g. while scoring): say so in the folder
         (out / FAILED_FILE).write_text(f"run failed on bad data: {err}\n")
         raise
+    finally:
+        del ctx, model
+        if resident is not None:
+            resident.end_trial()
 
 
 # --- the recipe ----------------------------------------------------------------------------
@@ -156,16 +175,14 @@ def _untrained(ctx: _Run, handle=None) -> dict:
     (``handle``: an edit computed from the training data, not trained): dev and test metrics,
     one report with ``epoch`` 0. A test-only source (no dev split) gives a NaN dev score."""
     if ctx.splits.dev:
-        dev = _evaluate(ctx, ctx.splits.dev, "dev").metrics_prefixed
-        dev_loss = _untrained_dev_loss(ctx)
+        dev = _evaluate(ctx, ctx.splits.dev, "dev").metrics_prefixed  # dev_loss as trained runs
     else:  # a test-only source: no dev split to score
         log.warning("task %s: no dev examples (test-only data): dev_score is NaN", ctx.task.name)
-        dev, dev_loss = {"dev_score": math.nan}, {}
+        dev = {"dev_score": math.nan}
     test = _evaluate(ctx, ctx.splits.test, "test")
     metrics = {
         "epoch": 0,
         "step": 0,
-        **dev_loss,
         **dev,
         "open_gate_fraction": 0.0,
         **(handle.epoch_metrics() if handle is not None else {}),
@@ -188,31 +205,15 @@ def _untrained(ctx: _Run, handle=None) -> dict:
     RunState(stage="none", finished=True).save(final)
     if ctx.report is not None:
         ctx.report(dict(metrics), str(final))
+    if handle is not None:
+        handle.remove()  # the base model again, for a worker's next trial
     return metrics
-
-
-def _untrained_dev_loss(ctx: _Run) -> dict:
-    """The untouched model's dev loss on the answer tokens, as the trained methods measure it
-    (TRL's SFT evaluation); nothing for preference tasks, where policy and reference coincide."""
-    if ctx.task.training != "sft":
-        return {}
-    from trl import SFTTrainer
-
-    train_ds, dev_ds = _datasets(ctx, "sft")
-    args = _trainer_args(ctx, ctx.out / "untrained", ctx.cfg.lr, "sft")
-    trainer = SFTTrainer(
-        model=ctx.model,
-        args=args,
-        train_dataset=train_ds,
-        eval_dataset=dev_ds,
-        processing_class=ctx.tokenizer,
-    )
-    return {"dev_loss": float(trainer.evaluate()["eval_loss"])}
 
 
 def _recipe(ctx: _Run, stages, resumed: RunState | None, resume_from: str | None) -> dict:
     """Train the method's stages in order; test and publish the last one."""
     from jola_ray.methods.base import StageContext
+    from jola_ray.train.resident import base_fingerprint
 
     cfg = ctx.cfg
     names = [st.name for st in stages]
@@ -240,7 +241,7 @@ def _recipe(ctx: _Run, stages, resumed: RunState | None, resume_from: str | None
                 )
             return _untrained(ctx, handle)
         n_params = _check_trainable(ctx.model, handle)
-        before = None if last else _base_fingerprint(ctx.model, handle)
+        before = None if last else base_fingerprint(ctx.model, handle)
         lr = (stage.lr(cfg.method_config) if stage.lr else None) or cfg.lr
         here = resumed if resumed is not None and i == start else None
         earlier = {k: v for k, v in carry.get("metrics", {}).items()}
@@ -264,7 +265,7 @@ def _recipe(ctx: _Run, stages, resumed: RunState | None, resume_from: str | None
             load_trainable_state(ctx.model, state.best_state)
         handed_on = stage.finish(handle) if stage.finish else {}
         handle.remove()
-        if _base_fingerprint(ctx.model, None) != before:
+        if base_fingerprint(ctx.model) != before:
             raise TrainingError(
                 f"{cfg.method}: removing the {stage.name} edit did not restore the base model"
             )
@@ -369,6 +370,8 @@ def _train_stage(
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # the report callable is the run's output
+    # SFT: the callback's dev pass yields the dev loss too; the Trainer's own loop is skipped
+    trainer.eval_in_callback = kind == "sft"
     if quantized:  # TRL casts trainable parameters to bf16 on quantized models; keep them fp32
         for p in handle.parameters():
             p.data = p.data.float()
@@ -432,54 +435,57 @@ def _datasets(ctx: _Run, kind: str):
     model's tokenizer), and with a ``max_length`` a longer SFT example has its prompt cut from
     the left (``trl_data``); ``ctx.fit`` records the limit and the counts for the metrics.
     """
+    if kind not in ctx.datasets and ctx.resident is not None:
+        ctx.datasets[kind], ctx.fit = ctx.resident.datasets(
+            ctx.cfg, kind, lambda: _build_datasets(ctx, kind)
+        )
     if kind not in ctx.datasets:
-        from jola_ray.train import trl_data
-
-        train, dev = ctx.splits.train, ctx.splits.dev
-        tok, limit = ctx.tokenizer, ctx.cfg.max_length
-        if kind == "dpo":
-            pair = trl_data.dpo_dataset(train, "train"), trl_data.dpo_dataset(dev, "dev")
-            lengths = {
-                s: trl_data.dpo_lengths(xs, tok) for s, xs in (("train", train), ("dev", dev))
-            }
-            longest = max([*lengths["train"], *lengths["dev"], 1])
-            used = limit or longest
-            cut = {s: sum(n > used for n in ls) for s, ls in lengths.items()}
-        else:
-            eos = ctx.cfg.append_eos
-            longest = max([*trl_data.sft_lengths([*train, *dev], tok, eos), 1])
-            used = limit or longest
-            (train_ds, train_fit), (dev_ds, dev_fit) = (
-                trl_data.sft_rows(xs, tok, eos, used, split)
-                for split, xs in (("train", train), ("dev", dev))
-            )
-            pair = train_ds, dev_ds
-            cut = {"train": len(train_fit.truncated), "dev": len(dev_fit.truncated)}
-        ctx.fit = {
-            "max_length_used": used,
-            "longest_example_tokens": longest,
-            "train_truncated": cut["train"],
-            "dev_truncated": cut["dev"],
-            "train_dropped": 0,
-        }
-        if cut["train"] or cut["dev"]:
-            how = (
-                "the end of the answer cut (TRL DPO)"
-                if kind == "dpo"
-                else "prompt cut from the left"
-            )
-            log.warning(
-                "task %s: max_length %d < longest example (%d tokens): %d train and %d dev "
-                "examples truncated (%s); recorded as train_truncated/dev_truncated",
-                ctx.task.name,
-                used,
-                longest,
-                cut["train"],
-                cut["dev"],
-                how,
-            )
-        ctx.datasets[kind] = pair
+        ctx.datasets[kind], ctx.fit = _build_datasets(ctx, kind)
     return ctx.datasets[kind]
+
+
+def _build_datasets(ctx: _Run, kind: str):
+    """((train, dev), fit) of ``kind``, built from the splits (see ``_datasets``)."""
+    from jola_ray.train import trl_data
+
+    train, dev = ctx.splits.train, ctx.splits.dev
+    tok, limit = ctx.tokenizer, ctx.cfg.max_length
+    if kind == "dpo":
+        pair = trl_data.dpo_dataset(train, "train"), trl_data.dpo_dataset(dev, "dev")
+        lengths = {s: trl_data.dpo_lengths(xs, tok) for s, xs in (("train", train), ("dev", dev))}
+        longest = max([*lengths["train"], *lengths["dev"], 1])
+        used = limit or longest
+        cut = {s: sum(n > used for n in ls) for s, ls in lengths.items()}
+    else:
+        eos = ctx.cfg.append_eos
+        longest = max([*trl_data.sft_lengths([*train, *dev], tok, eos), 1])
+        used = limit or longest
+        (train_ds, train_fit), (dev_ds, dev_fit) = (
+            trl_data.sft_rows(xs, tok, eos, used, split)
+            for split, xs in (("train", train), ("dev", dev))
+        )
+        pair = train_ds, dev_ds
+        cut = {"train": len(train_fit.truncated), "dev": len(dev_fit.truncated)}
+    fit = {
+        "max_length_used": used,
+        "longest_example_tokens": longest,
+        "train_truncated": cut["train"],
+        "dev_truncated": cut["dev"],
+        "train_dropped": 0,
+    }
+    if cut["train"] or cut["dev"]:
+        how = "the end of the answer cut (TRL DPO)" if kind == "dpo" else "prompt cut from the left"
+        log.warning(
+            "task %s: max_length %d < longest example (%d tokens): %d train and %d dev "
+            "examples truncated (%s); recorded as train_truncated/dev_truncated",
+            ctx.task.name,
+            used,
+            longest,
+            cut["train"],
+            cut["dev"],
+            how,
+        )
+    return pair, fit
 
 
 def _data_record(ctx: _Run) -> dict:
@@ -539,21 +545,41 @@ class _Eval:
     predictions: list
 
 
+def needs_dev_loss(cfg: RunConfig) -> bool:
+    """Whether anything reads the dev loss: the selection metric, the adaptive schedule, or
+    the curves (``record_dev_loss``). Without a reader it is computed only where it is free."""
+    return cfg.select_metric == "dev_loss" or cfg.lr_schedule == "adaptive" or cfg.record_dev_loss
+
+
 def _evaluate(ctx: _Run, examples, split: str) -> _Eval:
+    """The split's metrics (``<split>_<metric>``, ``<split>_score``); the dev split's single
+    pass also yields ``dev_loss`` (SFT tasks) when it is free or needed."""
     from jola_ray.evaluation import evaluate
+    from jola_ray.evaluation.dev_pass import evaluate_with_loss
 
     cfg = ctx.cfg
-    res = evaluate(
-        ctx.model,
-        ctx.tokenizer,
-        ctx.task,
-        examples,
+    kwargs = dict(
         mode=cfg.decoding,
         batch_size=cfg.eval_batch_size,
         num_beams=cfg.num_beams,
         max_new_tokens=cfg.max_new_tokens,
     )
-    metrics = {f"{split}_{k}": float(v) for k, v in res.metrics.items()}
+    loss = None
+    if split == "dev" and ctx.task.training == "sft":
+        res, loss = evaluate_with_loss(
+            ctx.model,
+            ctx.tokenizer,
+            ctx.task,
+            examples,
+            **kwargs,
+            need_loss=needs_dev_loss(cfg),
+            append_eos=cfg.append_eos,
+            max_length=cfg.max_length,
+        )
+    else:
+        res = evaluate(ctx.model, ctx.tokenizer, ctx.task, examples, **kwargs)
+    metrics = {} if loss is None else {f"{split}_loss": float(loss)}
+    metrics.update({f"{split}_{k}": float(v) for k, v in res.metrics.items()})
     metrics[f"{split}_score"] = float(res.metrics[ctx.task.primary_metric])
     return _Eval(metrics, res.predictions)
 
@@ -624,6 +650,7 @@ def _finish(ctx: _Run, handle, state: RunState, n_params: int) -> dict:
     done.save(final)
     if ctx.report is not None:
         ctx.report(dict(metrics), str(final))
+    handle.remove()  # the model is exactly the base again (a worker keeps it for the next trial)
     return metrics
 
 
@@ -662,15 +689,3 @@ def _base_params(model: torch.nn.Module, handle) -> int:
     """The base model's parameter count (without the handle's), for the report's percent."""
     own = {id(p) for p in handle.parameters()} if handle is not None else set()
     return sum(p.numel() for p in model.parameters() if id(p) not in own)
-
-
-def _base_fingerprint(model: torch.nn.Module, handle) -> tuple:
-    """Names, shapes and a checksum of the base model's parameters (not ``handle``'s): the
-    check that removing an earlier stage's edit restored the base model."""
-    own = {id(p) for p in handle.parameters()} if handle is not None else set()
-    items = [
-        (n, tuple(p.shape), float(p.detach().float().sum()))
-        for n, p in model.named_parameters()
-        if id(p) not in own
-    ]
-    return tuple(items)

@@ -10,7 +10,14 @@
 - saves only the edit's tensors (``edit_params.safetensors``) in each checkpoint and loads only
   them on resume; the Trainer adds ``optimizer.pt``, ``scheduler.pt``, ``rng_state.pth`` and
   ``trainer_state.json`` (all small: only edit parameters are in the optimizer);
-- builds the learning-rate schedule of ``schedules.LRSchedule`` as a per-step ``LambdaLR``.
+- builds the learning-rate schedule of ``schedules.LRSchedule`` as a per-step ``LambdaLR``;
+- on SFT, computes the task loss with logits at the answer positions only
+  (``jola_ray.evaluation.answer_loss.answer_nll``) instead of TRL's fused LM head, which on a
+  device without Triton scores every position and adds entropy and top-1 statistics: the same
+  value and gradient, at the cost of the answer tokens' logits alone;
+- with ``eval_in_callback`` set (SFT), skips the Trainer's own evaluation loop and only fires
+  the ``on_evaluate`` callbacks: the run's single dev pass there yields the dev loss and the
+  dev score together, so the dev split is not run twice per epoch.
 """
 
 from __future__ import annotations
@@ -62,6 +69,27 @@ class EditTrainerMixin:
 
     penalty_fn: Callable[[int], torch.Tensor] | None = None
     lr_schedule = None
+    answer_only = False  # SFT: the task loss from the answer positions' logits only
+    eval_in_callback = False  # the epoch callback's dev pass replaces the evaluation loop
+
+    def _answer_only_loss(self, model, inputs, num_items_in_batch):
+        """SFT's loss, ``sum(-log p(label)) / num_items_in_batch`` (the micro-batch's label
+        count when None), from the answer positions' logits alone."""
+        from jola_ray.evaluation.answer_loss import answer_nll
+
+        extra = {k: inputs[k] for k in ("position_ids",) if k in inputs}
+        nll, count = answer_nll(
+            model,
+            inputs["input_ids"],
+            inputs["labels"],
+            attention_mask=inputs.get("attention_mask"),
+            **extra,
+        )
+        denom = count.clamp(min=1) if num_items_in_batch is None else num_items_in_batch
+        loss = nll / torch.as_tensor(denom, device=nll.device)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes  # as TRL: DDP averages the gradients
+        return loss
 
     def __init__(self, *args, plan: Callable | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -69,7 +97,10 @@ class EditTrainerMixin:
             self.lr_schedule, self.penalty_fn = plan(len(self.train_dataset))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if self.answer_only and model.training and not return_outputs and _has_head(model):
+            out = self._answer_only_loss(model, inputs, num_items_in_batch)
+        else:
+            out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         task_loss = out[0] if return_outputs else out
         if not model.training:
             return out  # dev loss: the task loss alone, without the penalty
@@ -96,6 +127,21 @@ class EditTrainerMixin:
         self._metrics["train"]["penalty"].append(penalty_value)
         return (loss, out[1]) if return_outputs else loss
 
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+        if not self.eval_in_callback:
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        # The run's dev pass (in the epoch callback) computes what evaluation reads; the
+        # Trainer's own loop over the dev split would be a second pass. That loop's DataLoader
+        # iterator drew one int64 from the global generator (torch's ``_get_shared_seed``);
+        # draw it too, so the training noise after each epoch (gates, shuffling) stays the
+        # stream it was and results do not change with the loop gone.
+        torch.empty((), dtype=torch.int64).random_()
+        metrics = {"epoch": self.state.epoch}
+        self.control = self.callback_handler.on_evaluate(
+            self.args, self.state, self.control, metrics
+        )
+        return metrics
+
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         if self.lr_scheduler is None:
             self.lr_scheduler = LambdaLR(optimizer or self.optimizer, self.lr_schedule)
@@ -121,6 +167,12 @@ class EditTrainerMixin:
         load_trainable_state(model or self.model, load_file(path))
 
 
+def _has_head(model) -> bool:
+    from jola_ray.evaluation.answer_loss import supports_answer_nll
+
+    return supports_answer_nll(model)
+
+
 def steps_per_epoch(num_examples: int, batch_size: int, grad_accum: int) -> int:
     """Optimizer steps per epoch, as the Trainer counts them."""
     batches = math.ceil(num_examples / batch_size)
@@ -132,7 +184,7 @@ def make_trainer_class(kind: str):
     if kind == "sft":
         from trl import SFTTrainer
 
-        return type("EditSFTTrainer", (EditTrainerMixin, SFTTrainer), {})
+        return type("EditSFTTrainer", (EditTrainerMixin, SFTTrainer), {"answer_only": True})
     from trl import DPOTrainer
 
     return type("EditDPOTrainer", (EditTrainerMixin, DPOTrainer), {})

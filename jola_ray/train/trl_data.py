@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from jola_ray.data.task import RESPONSE_MARKER, Example
 from jola_ray.errors import DataError
+from jola_ray.evaluation.answer_loss import answer_rows
 from jola_ray.evaluation.batching import encode_prompts
 
 
@@ -36,10 +37,11 @@ class LengthFit:
 
 
 def _tokenized(examples: Sequence[Example], tokenizer, append_eos: bool):
-    prompts = encode_prompts(tokenizer, [e.prompt for e in examples])  # as evaluation does
-    answers = tokenizer([e.answer for e in examples], add_special_tokens=False)["input_ids"]
-    eos = [tokenizer.eos_token_id] if append_eos else []
-    return [list(p) for p in prompts], [[*a, *eos] for a in answers]
+    # prompts tokenized as evaluation does; the dev loss tokenizes through the same function
+    rows = answer_rows(
+        tokenizer, [e.prompt for e in examples], [e.answer for e in examples], append_eos
+    )
+    return [p for p, _ in rows], [a for _, a in rows]
 
 
 def sft_lengths(examples: Sequence[Example], tokenizer, append_eos: bool = False) -> list[int]:

@@ -43,7 +43,7 @@ def _edit_tensors(path):
 
 
 def test_jola_run_reports_each_epoch_and_writes_the_final_files(tiny_cfg, recorder):
-    cfg = tiny_cfg(patience=0)
+    cfg = tiny_cfg(patience=0, record_dev_loss=True)
     rec = recorder()
     metrics = run(cfg, report=rec)
 

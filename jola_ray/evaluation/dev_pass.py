@@ -1,0 +1,77 @@
+"""One dev pass per epoch: the dev score and, from the same pass where it is free, the dev loss.
+
+``evaluate_with_loss`` runs ``evaluate`` once and adds the dev loss (mean ``-log p`` per answer
+token, what the training loss measures):
+
+* label scoring already computes every label's log-likelihood after each prompt, so the gold
+  label's score gives the loss without another forward (``loss_from_label_scores``);
+* otherwise (generation), and only when ``need_loss``, one batched teacher-forced forward over
+  the same prompts followed by their answers (``answer_loss.dev_loss``).
+
+Preference tasks (TruthfulQA, trained with DPO) have no answer-token loss here: their dev loss
+is the DPO loss, which the trainer computes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from jola_ray.data.task import Example, Task
+from jola_ray.evaluation import answer_loss
+from jola_ray.evaluation.api import EvalResult, evaluate
+
+
+def evaluate_with_loss(
+    model,
+    tokenizer,
+    task: Task,
+    examples: Sequence[Example],
+    *,
+    mode: str = "greedy",
+    batch_size: int = 64,
+    num_beams: int = 4,
+    max_new_tokens: int | None = None,
+    need_loss: bool = False,
+    append_eos: bool = False,
+    max_length: int | None = None,
+) -> tuple[EvalResult, float | None]:
+    """``(evaluate's result, dev loss or None)``.
+
+    The loss is the one training optimises on these examples (answers tokenized as training
+    tokenizes them, EOS appended when ``append_eos``, prompts cut to ``max_length`` as training cuts them): returned
+    whenever label scoring gives it for free, and computed by a teacher-forced pass when
+    ``need_loss`` and nothing gave it; None otherwise and for multiple-choice tasks.
+    """
+    result = evaluate(
+        model,
+        tokenizer,
+        task,
+        examples,
+        mode=mode,
+        batch_size=batch_size,
+        num_beams=num_beams,
+        max_new_tokens=max_new_tokens,
+    )
+    if task.kind == "multiple_choice":
+        return result, None
+    prompts = [e.prompt for e in examples]
+    answers = [e.answer for e in examples]
+    loss = None
+    if mode == "label_scoring" and task.labels and not append_eos:
+        fits = max_length is None or all(
+            len(p) + len(a) <= max_length
+            for p, a in answer_loss.answer_rows(tokenizer, prompts, answers)
+        )
+        if fits:
+            loss = answer_loss.loss_from_label_scores(tokenizer, result.predictions, answers)
+    if loss is None and need_loss:
+        flags = [(m, m.training) for m in model.modules()]  # restored exactly, as evaluate does
+        model.eval()
+        try:
+            loss = answer_loss.dev_loss(
+                model, tokenizer, prompts, answers, batch_size, append_eos, max_length
+            )
+        finally:
+            for module, training in flags:
+                module.training = training
+    return result, loss

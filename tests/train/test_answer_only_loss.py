@@ -1,0 +1,138 @@
+"""Answer-only logits: the SFT training loss equals the full-logits loss in value and gradient."""
+
+from collections import defaultdict
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from jola_ray.editing import JoLAConfig, apply_edit
+from jola_ray.evaluation.answer_loss import answer_nll
+from jola_ray.tiny import build_tiny
+
+
+def _batch(vocab: int, seed: int = 0):
+    """Right-padded rows with a prompt (-100) and 1-3 answer tokens each: (4, 9)."""
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(4, vocab, (4, 9), generator=gen)
+    mask = torch.ones_like(ids)
+    labels = torch.full_like(ids, -100)
+    for row, (prompt, answer, pad) in enumerate([(5, 3, 1), (6, 1, 2), (4, 2, 3), (7, 2, 0)]):
+        labels[row, prompt : prompt + answer] = ids[row, prompt : prompt + answer]
+        if pad:
+            ids[row, -pad:] = 0
+            mask[row, -pad:] = 0
+            labels[row, -pad:] = -100
+    return ids, mask, labels
+
+
+def _grads(model, edit, loss_fn):
+    """(loss, gradients of the edit's parameters) for one call with fixed gate noise."""
+    for p in edit.parameters():
+        p.grad = None
+    torch.manual_seed(123)  # the same Hard-Concrete noise in every compared forward
+    loss = loss_fn()
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in edit.parameters()]
+
+
+def _full_logits_loss(model, ids, mask, labels, n_items):
+    """Every position's logits (the model's own forward), summed over labels / n_items."""
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()  # (b, t-1, V)
+    targets = labels[:, 1:]
+    keep = targets != -100
+    nll = torch.nn.functional.cross_entropy(logits[keep], targets[keep], reduction="sum")
+    return nll / n_items
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma2"])  # gemma2: final logit soft-capping
+def test_answer_nll_matches_full_logits_in_value_and_gradient(arch):
+    model, _ = build_tiny(arch, seed=0)
+    edit = apply_edit(model, JoLAConfig(seed=0))
+    model.train()
+    ids, mask, labels = _batch(model.config.vocab_size)
+    n_items = int((labels[:, 1:] != -100).sum())
+    assert n_items == 8
+
+    def answer_only():
+        nll, count = answer_nll(model, ids, labels, attention_mask=mask)
+        assert int(count) == n_items
+        return nll / n_items
+
+    loss_a, grads_a = _grads(model, edit, answer_only)
+    loss_f, grads_f = _grads(model, edit, lambda: _full_logits_loss(model, ids, mask, labels, 8))
+    assert loss_a.item() == pytest.approx(loss_f.item(), rel=1e-5)
+    assert any(g.abs().sum() > 0 for g in grads_f)
+    for ga, gf in zip(grads_a, grads_f, strict=True):
+        torch.testing.assert_close(ga, gf, rtol=1e-4, atol=1e-7)
+
+
+def test_answer_nll_matches_the_models_own_loss():
+    model, _ = build_tiny("llama", seed=1)
+    model.eval()
+    ids, mask, labels = _batch(model.config.vocab_size, seed=3)
+    with torch.no_grad():
+        own = model(input_ids=ids, attention_mask=mask, labels=labels).loss  # token mean
+        nll, count = answer_nll(model, ids, labels, attention_mask=mask)
+    assert (nll / count).item() == pytest.approx(own.item(), rel=1e-5)
+
+
+def test_a_batch_without_answer_tokens_is_a_differentiable_zero():
+    model, _ = build_tiny("llama", seed=0)
+    edit = apply_edit(model, JoLAConfig(seed=0))
+    model.train()
+    ids, mask, _ = _batch(model.config.vocab_size)
+    nll, count = answer_nll(model, ids, torch.full_like(ids, -100), attention_mask=mask)
+    assert int(count) == 0 and nll.item() == 0.0
+    nll.backward()  # no error: the graph reaches the edit
+    assert all(p.grad is not None for p in edit.parameters())
+
+
+def test_sft_trainer_step_loss_equals_trls_fused_loss(tmp_path):
+    """The trainer's own compute_loss (answer-only) against TRL's fused LM head path, on a
+    batch from the trainer's collator: same loss, same edit gradients."""
+    from trl import SFTConfig
+
+    from jola_ray.data.demo import demo_pools
+    from jola_ray.train.trainer import make_trainer_class
+    from jola_ray.train.trl_data import sft_dataset
+
+    model, tok = build_tiny("llama", seed=0)
+    edit = apply_edit(model, JoLAConfig(seed=0))
+    ds = sft_dataset(demo_pools("demo_vowel").train[:6], tok, append_eos=True)
+    args = SFTConfig(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        activation_checkpointing=False,
+        save_strategy="no",
+        disable_tqdm=True,
+    )
+    trainer = make_trainer_class("sft")(
+        model=model, args=args, train_dataset=ds, processing_class=tok
+    )
+    assert trainer.answer_only
+    trainer.current_gradient_accumulation_steps = 1
+    trainer.state = SimpleNamespace(global_step=0, epoch=0.0)
+    trainer._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+    batch = trainer.data_collator([ds[i] for i in range(len(ds))])
+    n_items = int((batch["labels"][:, 1:] != -100).sum())
+    model.train()
+
+    def ours():
+        return trainer.compute_loss(model, dict(batch), num_items_in_batch=n_items)
+
+    def trls():
+        trainer.answer_only = False
+        try:
+            return trainer.compute_loss(model, dict(batch), num_items_in_batch=n_items)
+        finally:
+            trainer.answer_only = True
+
+    loss_a, grads_a = _grads(model, edit, ours)
+    loss_t, grads_t = _grads(model, edit, trls)
+    assert loss_a.item() == pytest.approx(loss_t.item(), rel=1e-5)
+    for ga, gt in zip(grads_a, grads_t, strict=True):
+        torch.testing.assert_close(ga, gt, rtol=1e-4, atol=1e-7)
+    assert trainer._metrics["train"]["task_loss"][0] == pytest.approx(loss_a.item())
