@@ -276,6 +276,7 @@ class _Pack:
 
     def recipe(self) -> list[dict | None]:
         from jola_ray.train import pipeline
+        from jola_ray.train.resident import base_fingerprint
         from jola_ray.train.trainer import load_trainable_state
 
         names = [st.name for st in self.members[0].stages]
@@ -297,7 +298,7 @@ class _Pack:
                 continue
             last = i == len(names) - 1
             packed = self._attach(i)
-            before = None if last else pipeline._base_fingerprint(self.model, packed)
+            before = None if last else base_fingerprint(self.model, packed)
             resumed = self.saved is not None and i == start
             if not resumed:
                 for m in self.members:
@@ -320,7 +321,7 @@ class _Pack:
                 summary = pipeline._stage_summary(stage, m.state)
                 m.carry = {**m.carry, **handed_on, "metrics": {**earlier, **summary}, "cost": cost}
             packed.remove()
-            if pipeline._base_fingerprint(self.model, None) != before:
+            if base_fingerprint(self.model, None) != before:
                 raise TrainingError(
                     f"{self.ctx0.cfg.method}: removing the {name} pack did not restore the base"
                 )
