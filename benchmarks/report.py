@@ -106,6 +106,39 @@ def _train_table(shapes: dict) -> list[str]:
     return lines
 
 
+def _methods_table(shapes: dict) -> list[str]:
+    """Every trained method's step beside the floor (the ``methods`` section)."""
+    names = [n for n, s in shapes.items() if "method_steps" in s]
+    if not names:
+        return []
+    methods: list[str] = []
+    for n in names:
+        for m in shapes[n]["method_steps"]:
+            if m not in methods:
+                methods.append(m)
+    lines = [
+        "### Every trained method's step (ms per step; ratio to the floor; trainable params)",
+        "",
+        "| method | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+        "| floor | " + " | ".join(_f(shapes[n].get("methods_floor_ms")) for n in names) + " |",
+    ]
+    for m in methods:
+        cells = []
+        for n in names:
+            res = shapes[n]["method_steps"].get(m, {})
+            if "error" in res:
+                cells.append("error")
+            else:
+                cells.append(
+                    f"{_f(res.get('ms'))} ({_x(res.get('over_floor'))}, "
+                    f"{res.get('trainable_params', 0):,})"
+                )
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
 def _eval_table(shapes: dict) -> list[str]:
     names = [n for n, s in shapes.items() if "eval_ms_per_example" in s]
     if not names:
@@ -318,7 +351,14 @@ def render(results: list[dict]) -> str:
         "",
     ]
     shapes = r.get("shapes", {})
-    for part in (_targets, _train_table, _eval_table, _packing_table, _trial_table):
+    for part in (
+        _targets,
+        _train_table,
+        _methods_table,
+        _eval_table,
+        _packing_table,
+        _trial_table,
+    ):
         lines += part(shapes)
     lines += _sweep_lines(r.get("sweep"))
     for n, s in shapes.items():

@@ -29,7 +29,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-SECTIONS = ("train", "eval", "packing", "trial", "sweep")
+SECTIONS = ("train", "methods", "eval", "packing", "trial", "sweep")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -155,7 +155,7 @@ def run_shape(name: str, args, settings: dict, sections: set[str]) -> dict:
     """Every selected section for one shape; a failing section is recorded, not fatal."""
     import torch
 
-    from benchmarks import decode_speed, packing, train_step, trial
+    from benchmarks import decode_speed, method_steps, packing, train_step, trial
     from benchmarks.shapes import build_model, default_dtype, get_shape
 
     shape = get_shape(name)
@@ -166,7 +166,7 @@ def run_shape(name: str, args, settings: dict, sections: set[str]) -> dict:
     result["dtype"] = str(dtype).removeprefix("torch.")
     errors: dict[str, str] = {}
 
-    if sections & {"train", "eval"}:
+    if sections & {"train", "methods", "eval"}:
         t0 = time.perf_counter()
         model, tok = build_model(shape, args.device, dtype)
         result["build_s"] = time.perf_counter() - t0
@@ -200,6 +200,16 @@ def run_shape(name: str, args, settings: dict, sections: set[str]) -> dict:
                 )
             except Exception as err:
                 errors["trainer_step"] = f"{type(err).__name__}: {err}"[:500]
+        if "methods" in sections:
+            _log(f"{name}: every trained method's step (registry, default settings) vs floor")
+            try:
+                result.update(
+                    method_steps.run(
+                        model, shape, args.device, settings["warmup"], settings["steps"]
+                    )
+                )
+            except Exception as err:
+                errors["methods"] = f"{type(err).__name__}: {err}"[:500]
         if "eval" in sections:
             _log(f"{name}: decoding modes {list(settings['eval_counts'])}")
             try:

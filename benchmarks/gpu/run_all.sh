@@ -12,8 +12,8 @@
 # Environment: OUT (results folder; the run tool sets it; default benchmarks/results/run_all),
 # BUDGET_S (seconds for all sections together, default 480), NAME (file prefix, default gpu or
 # cpu-rehearsal), PYTHON (default python3 on the device, .venv/bin/python here).
-# Sections and their limits (seconds): train-1b 80, train-8b 90, eval 60, packs 80,
-# gpu-tests 60, trial-1b 60, sweep 50 (sum 480). A section whose limit would pass the budget
+# Sections and their limits (seconds): train-1b 80, train-8b 90, methods 60, eval 50,
+# packs 70, gpu-tests 50, trial-1b 50, sweep 40 (sum 490; BUDGET_S cuts the tail). A section whose limit would pass the budget
 # gets what is left; one with under 15 s left is skipped and recorded as skipped.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -93,14 +93,15 @@ bench() {  # bench NAME LIMIT ARGS...: one harness call writing $OUTDIR/$NAME-<n
 
 bench train-1b 80 --only train --shapes "$BIG"
 bench train-8b 90 --only train --shapes "$HUGE" --variants plain,batched
-bench eval 60 --only eval --shapes "$BOTH"
-bench packs 80 --only packing --shapes "$BOTH"
+bench methods 60 --only methods --shapes "$BOTH"
+bench eval 50 --only eval --shapes "$BOTH"
+bench packs 70 --only packing --shapes "$BOTH"
 # The GPU tests (bf16 and SDPA/flash edits, the 4-bit NF4 run with bitsandbytes); on the CPU
 # rehearsal they collect and skip, which checks the selection.
-section gpu-tests 60 "$NAME-gpu-tests.xml" "$PY" -m pytest -q -ra -m gpu -p no:cacheprovider \
+section gpu-tests 50 "$NAME-gpu-tests.xml" "$PY" -m pytest -q -ra -m gpu -p no:cacheprovider \
   --junitxml "$OUTDIR/$NAME-gpu-tests.xml" tests
-bench trial-1b 60 --only trial --shapes "$BIG"
-bench sweep 50 --only sweep --sweep-shape "$BIG"
+bench trial-1b 50 --only trial --shapes "$BIG"
+bench sweep 40 --only sweep --sweep-shape "$BIG"
 
 # One file for docs/benchmarks.md: every section's JSON merged, with its Markdown.
 jsons=$(ls "$OUTDIR/$NAME"-*.json 2>/dev/null | grep -v -- "-all.json" || true)
