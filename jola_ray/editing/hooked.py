@@ -136,46 +136,15 @@ class HookedEdit(nn.Module):
 
 def read_metadata(path: str | Path, method: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(config dict, geometry dict)`` of a file saved by a ``HookedEdit`` of ``method``."""
-    from safetensors import safe_open
+    from jola_ray.editing.persist import EditFileError, read_file_metadata
 
-    from jola_ray.editing.persist import EditFileError
-
-    path = Path(path)
-    if not path.is_file():
-        raise EditFileError(f"edit file {path} does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as err:  # safetensors raises its own error types for corrupt files
-        raise EditFileError(f"edit file {path} is not a safetensors file: {err}") from None
+    meta = read_file_metadata(path)
     if meta.get("format") != FORMAT or meta.get("method") != method:
         raise EditFileError(
             f"{path} is not a jola-ray {method} edit file (format={meta.get('format')!r}, "
             f"method={meta.get('method')!r})"
         )
     return json.loads(meta["config"]), json.loads(meta["geometry"])
-
-
-def load_state(edit: HookedEdit, path: str | Path) -> HookedEdit:
-    """Copy the tensors of ``path`` into ``edit`` (already built from the file's config);
-    ``EditFileError`` naming the tensors when the file's do not fit, and the edit is removed."""
-    from safetensors.torch import load_file
-
-    from jola_ray.editing.persist import EditFileError
-
-    tensors = load_file(str(path))
-    expected = edit.state_dict()
-    if set(expected) != set(tensors) or any(
-        expected[k].shape != tensors[k].shape for k in expected
-    ):
-        edit.remove()
-        raise EditFileError(
-            f"edit file {path} holds tensors "
-            f"{sorted((k, tuple(v.shape)) for k, v in tensors.items())}, the config needs "
-            f"{sorted((k, tuple(v.shape)) for k, v in expected.items())}"
-        )
-    edit.load_state_dict(tensors)
-    return edit
 
 
 def check_geometry(
@@ -189,9 +158,7 @@ def check_geometry(
     """``EditFileError`` naming every field where a file's geometry differs from the model's,
     or when the file was trained on another base model (its ``architecture`` and
     ``base_fingerprint``; ``any_model=True`` skips that check)."""
-    from safetensors import safe_open
-
-    from jola_ray.editing.persist import EditFileError, check_base_model
+    from jola_ray.editing.persist import EditFileError, check_base_model, read_file_metadata
 
     mismatches = [
         f"{k}: file {saved.get(k)!r}, model {v!r}" for k, v in actual.items() if saved.get(k) != v
@@ -202,10 +169,11 @@ def check_geometry(
             + "; ".join(mismatches)
         )
     if not any_model:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
         check_base_model(
-            model, meta, Path(path), "jola_ray.editing.hooked.check_geometry(..., any_model=True)"
+            model,
+            read_file_metadata(path),
+            Path(path),
+            "jola_ray.editing.hooked.check_geometry(..., any_model=True)",
         )
 
 

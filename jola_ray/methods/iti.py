@@ -56,8 +56,9 @@ def count(model, cfg: ITISettings) -> int:
 
 
 def load(model, path: str | Path):
-    from jola_ray.editing.hooked import check_geometry, load_state, read_metadata
+    from jola_ray.editing.hooked import check_geometry, read_metadata
     from jola_ray.editing.iti import ITIEdit
+    from jola_ray.editing.persist import load_state
     from jola_ray.editing.sites import find_head_sites, model_type_of
 
     config, geometry = read_metadata(path, "iti")

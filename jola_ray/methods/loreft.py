@@ -57,8 +57,9 @@ def count(model, cfg: LoReFTSettings) -> int:
 
 
 def load(model, path: str | Path):
-    from jola_ray.editing.hooked import check_geometry, load_state, read_metadata
+    from jola_ray.editing.hooked import check_geometry, read_metadata
     from jola_ray.editing.loreft import LoReFTEdit
+    from jola_ray.editing.persist import load_state
     from jola_ray.editing.sites import find_residual_sites, model_type_of
 
     config, geometry = read_metadata(path, "loreft")

@@ -96,14 +96,11 @@ def load_peft_file(
     ``any_model=True`` skips that check; a refusal is reported after the shapes, the plainer
     fault)."""
     import torch
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from jola_ray.editing import EditFileError
-    from jola_ray.editing.persist import check_base_model
+    from jola_ray.editing.persist import EditFileError, check_base_model, read_file_metadata
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    meta = read_file_metadata(path)
     if meta.get("format") != fmt:
         raise EditFileError(
             f"{path} is not a jola-ray {label} file (format={meta.get('format')!r})"

@@ -34,7 +34,8 @@ def count(model, cfg: REDSettings) -> int:
 
 
 def load(model, path: str | Path):
-    from jola_ray.editing.hooked import check_geometry, load_state, read_metadata
+    from jola_ray.editing.hooked import check_geometry, read_metadata
+    from jola_ray.editing.persist import load_state
     from jola_ray.editing.red import REDEdit
     from jola_ray.editing.sites import find_ffn_sites, model_type_of
 

@@ -73,7 +73,8 @@ def count(model, cfg: RepESettings) -> int:
 
 
 def load(model, path: str | Path):
-    from jola_ray.editing.hooked import check_geometry, load_state, read_metadata
+    from jola_ray.editing.hooked import check_geometry, read_metadata
+    from jola_ray.editing.persist import load_state
     from jola_ray.editing.repe import RepEEdit, resolve_layers
     from jola_ray.editing.sites import find_residual_sites, model_type_of
 
