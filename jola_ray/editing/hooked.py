@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import json
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -145,6 +145,25 @@ def read_metadata(path: str | Path, method: str) -> tuple[dict[str, Any], dict[s
             f"method={meta.get('method')!r})"
         )
     return json.loads(meta["config"]), json.loads(meta["geometry"])
+
+
+def load_hooked(
+    model: nn.Module,
+    path: str | Path,
+    method: str,
+    settings: Callable[..., Any],
+    build: Callable[[Any], HookedEdit],
+) -> HookedEdit:
+    """Re-attach a ``HookedEdit`` of ``method`` saved in ``path``: its config is rebuilt as
+    ``settings(**saved)``, ``build(config)`` makes the (unattached) edit for ``model``, whose
+    geometry and base model must match the file's; then its tensors are loaded and it is
+    attached. Each method's ``load`` is this call with its own settings and builder."""
+    from jola_ray.editing.persist import load_state
+
+    config, geometry = read_metadata(path, method)
+    edit = build(settings(**config))
+    check_geometry(path, geometry, model, edit.geometry())
+    return load_state(edit, path).attach(model)
 
 
 def check_geometry(
