@@ -21,6 +21,7 @@ import dataclasses
 import json
 import weakref
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -132,6 +133,30 @@ class HookedEdit(nn.Module):
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file(tensors, str(path), metadata=metadata)
         return path
+
+
+class LayerOutputEdit(HookedEdit):
+    """A ``HookedEdit`` that rewrites the hidden states one module per edited layer outputs
+    (``self._sites``: ``LayerSite``s, row ``i`` of the edit's tensors for ``self._sites[i]``).
+    Subclasses implement ``edit_hidden``; the forward hooks and the ``disabled()`` switch are
+    here (RED on the FFN output, RepE on the residual stream)."""
+
+    _sites: list
+
+    def edit_hidden(self, row: int, h: torch.Tensor) -> torch.Tensor:
+        """``h`` (batch, seq, hidden) as edited by row ``row``, in ``h``'s dtype."""
+        raise NotImplementedError
+
+    def _hook(self, model: nn.Module) -> list:
+        return [
+            site.module.register_forward_hook(partial(self._forward_hook, row))
+            for row, site in enumerate(self._sites)
+        ]
+
+    def _forward_hook(self, row: int, module, args, output):
+        if not self._enabled:
+            return None
+        return replace_output(output, self.edit_hidden(row, output_tensor(output)))
 
 
 def read_metadata(path: str | Path, method: str) -> tuple[dict[str, Any], dict[str, Any]]:
