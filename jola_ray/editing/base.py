@@ -12,7 +12,6 @@ flattened result to ``o_proj``. ``remove`` undoes all of it.
 from __future__ import annotations
 
 import contextlib
-import weakref
 from collections.abc import Iterator
 from functools import partial
 from typing import ClassVar
@@ -21,12 +20,10 @@ import torch
 from torch import nn
 
 from jola_ray.editing.sites import HeadGeometry, HeadSite
-from jola_ray.errors import JolaRayError
-
-EDIT_ATTRIBUTE = "head_edit"
+from jola_ray.editing.slot import EditSlot
 
 
-class HeadEdit(nn.Module):
+class HeadEdit(EditSlot):
     """Base class of the head-edit methods; subclasses define the parameters and the edit."""
 
     method: ClassVar[str] = ""
@@ -36,9 +33,6 @@ class HeadEdit(nn.Module):
         self.config = config
         self.geometry = geometry
         self._sites = list(sites)
-        self._handles: list = []
-        self._model_ref = None
-        self._grad_flags: dict[str, bool] = {}
         self._enabled = True
         self._recorded: list | None = None
         # Gate noise source at training: None is the device's global RNG; a trial pack sets one
@@ -89,19 +83,7 @@ class HeadEdit(nn.Module):
             return pd.DataFrame(self.head_table())
 
     def attach(self, model: nn.Module) -> None:
-        if EDIT_ATTRIBUTE in model._modules:
-            raise JolaRayError(
-                f"the model already carries an edit (`model.{EDIT_ATTRIBUTE}`); call its "
-                "remove() before applying another"
-            )
-        self._grad_flags = {name: p.requires_grad for name, p in model.named_parameters()}
-        model.requires_grad_(False)
-        device = _device_of(self._sites[0].o_proj)
-        if device is not None:
-            self.to(device)
-        model.add_module(EDIT_ATTRIBUTE, self)  # after freezing: the edit's parameters train
-        self.train(model.training)
-        self._model_ref = weakref.ref(model)
+        self._occupy(model, _device_of(self._sites[0].o_proj), "another")
         by_layer = {site.layer: site for site in self._sites}
         for layer in self.edited_layers():
             site = by_layer[layer]
@@ -117,21 +99,6 @@ class HeadEdit(nn.Module):
         if args:
             return (out, *args[1:]), kwargs
         return args, {**kwargs, "input": out}
-
-    def remove(self) -> None:
-        """Remove the hooks and ``model.head_edit``; restore every requires_grad flag."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-        model = self._model_ref() if self._model_ref is not None else None
-        if model is None:
-            return
-        if model._modules.get(EDIT_ATTRIBUTE) is self:
-            del model._modules[EDIT_ATTRIBUTE]
-        for name, param in model.named_parameters():
-            if name in self._grad_flags:
-                param.requires_grad_(self._grad_flags[name])
-        self._model_ref = None
 
     @contextlib.contextmanager
     def disabled(self) -> Iterator[None]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import weakref
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -28,14 +27,13 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from jola_ray.editing.base import EDIT_ATTRIBUTE
 from jola_ray.editing.sites import model_type_of
-from jola_ray.errors import JolaRayError
+from jola_ray.editing.slot import EditSlot
 
 FORMAT = "jola_ray.edit/1"
 
 
-class HookedEdit(nn.Module):
+class HookedEdit(EditSlot):
     """Base class: subclasses create their tensors in ``__init__`` and hooks in ``_hook``."""
 
     method: ClassVar[str] = ""
@@ -44,9 +42,6 @@ class HookedEdit(nn.Module):
         super().__init__()
         self.config = config
         self.model_type = model_type
-        self._handles: list = []
-        self._model_ref = None
-        self._grad_flags: dict[str, bool] = {}
         self._enabled = True
 
     # --- what a subclass implements -------------------------------------------------------
@@ -60,36 +55,10 @@ class HookedEdit(nn.Module):
 
     # --- the Attached handle ---------------------------------------------------------------
     def attach(self, model: nn.Module) -> HookedEdit:
-        if EDIT_ATTRIBUTE in model._modules:
-            raise JolaRayError(
-                f"the model already carries an edit (`model.{EDIT_ATTRIBUTE}`); call its "
-                "remove() before applying another"
-            )
-        self._grad_flags = {name: p.requires_grad for name, p in model.named_parameters()}
-        model.requires_grad_(False)
         device = next((p.device for p in model.parameters()), None)
-        if device is not None and device.type != "meta":
-            self.to(device)
-        model.add_module(EDIT_ATTRIBUTE, self)  # after freezing: the edit's parameters train
-        self.train(model.training)
-        self._model_ref = weakref.ref(model)
+        self._occupy(model, None if device is None or device.type == "meta" else device, "another")
         self._handles = list(self._hook(model))
         return self
-
-    def remove(self) -> None:
-        """Remove the hooks and ``model.head_edit``; restore every requires_grad flag."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-        model = self._model_ref() if self._model_ref is not None else None
-        if model is None:
-            return
-        if model._modules.get(EDIT_ATTRIBUTE) is self:
-            del model._modules[EDIT_ATTRIBUTE]
-        for name, param in model.named_parameters():
-            if name in self._grad_flags:
-                param.requires_grad_(self._grad_flags[name])
-        self._model_ref = None
 
     @contextlib.contextmanager
     def disabled(self) -> Iterator[None]:

@@ -19,18 +19,18 @@ exactly the single-configuration path).
 from __future__ import annotations
 
 import contextlib
-import weakref
 from collections.abc import Iterator, Sequence
 from functools import partial
 
 import torch
 from torch import nn
 
-from jola_ray.editing.base import EDIT_ATTRIBUTE, HeadEdit, _device_of
+from jola_ray.editing.base import HeadEdit, _device_of
+from jola_ray.editing.slot import EditSlot
 from jola_ray.errors import ConfigError, JolaRayError
 
 
-class PackedHeadEdit(nn.Module):
+class PackedHeadEdit(EditSlot):
     """K head edits of one method trained together; see the module docstring."""
 
     def __init__(self, members: Sequence[HeadEdit]) -> None:
@@ -50,9 +50,6 @@ class PackedHeadEdit(nn.Module):
         self.geometry = members[0].geometry
         self._sites = list(members[0]._sites)
         self.live: list[int] = list(range(len(members)))
-        self._handles: list = []
-        self._model_ref = None
-        self._grad_flags: dict[str, bool] = {}
 
     def __len__(self) -> int:
         return len(self.members)
@@ -69,40 +66,13 @@ class PackedHeadEdit(nn.Module):
 
     # --- attach / detach --------------------------------------------------------------------
     def attach(self, model: nn.Module) -> None:
-        if EDIT_ATTRIBUTE in model._modules:
-            raise JolaRayError(
-                f"the model already carries an edit (`model.{EDIT_ATTRIBUTE}`); call its "
-                "remove() before applying a pack"
-            )
-        self._grad_flags = {name: p.requires_grad for name, p in model.named_parameters()}
-        model.requires_grad_(False)
-        device = _device_of(self._sites[0].o_proj)
-        if device is not None:
-            self.to(device)
-        model.add_module(EDIT_ATTRIBUTE, self)  # after freezing: the members' parameters train
-        self.train(model.training)
-        self._model_ref = weakref.ref(model)
+        self._occupy(model, _device_of(self._sites[0].o_proj), "a pack")
         layers = sorted({layer for m in self.members for layer in m.edited_layers()})
         by_layer = {site.layer: site for site in self._sites}
         for layer in layers:
             site = by_layer[layer]
             hook = partial(self._pre_hook, layer, site.num_heads, site.head_dim)
             self._handles.append(site.o_proj.register_forward_pre_hook(hook, with_kwargs=True))
-
-    def remove(self) -> None:
-        """Remove the hooks and ``model.head_edit``; restore every requires_grad flag."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-        model = self._model_ref() if self._model_ref is not None else None
-        if model is None:
-            return
-        if model._modules.get(EDIT_ATTRIBUTE) is self:
-            del model._modules[EDIT_ATTRIBUTE]
-        for name, param in model.named_parameters():
-            if name in self._grad_flags:
-                param.requires_grad_(self._grad_flags[name])
-        self._model_ref = None
 
     @contextlib.contextmanager
     def solo(self, k: int) -> Iterator[HeadEdit]:
