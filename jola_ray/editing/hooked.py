@@ -83,10 +83,8 @@ class HookedEdit(EditSlot):
 
     def save(self, path: str | Path) -> Path:
         """Write the edit's tensors and metadata to ``path`` (a .safetensors file)."""
-        from safetensors.torch import save_file
+        from jola_ray.editing.persist import base_model_metadata, write_file
 
-        path = Path(path)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         metadata = {
             "format": FORMAT,
             "method": self.method,
@@ -96,12 +94,8 @@ class HookedEdit(EditSlot):
         }
         model = self._model_ref() if self._model_ref is not None else None
         if model is not None:  # the base model it is attached to (refused on another)
-            from jola_ray.editing.persist import base_model_metadata
-
             metadata.update(base_model_metadata(model))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(path), metadata=metadata)
-        return path
+        return write_file(path, self.state_dict(), metadata)
 
 
 class LayerOutputEdit(HookedEdit):

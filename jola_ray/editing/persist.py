@@ -62,13 +62,21 @@ class EditFileError(JolaRayError):
     exit_code = 2
 
 
-def save_edit(edit: HeadEdit, path: str | Path) -> Path:
-    """Write ``edit``'s parameters and metadata to ``path`` (a .safetensors file)."""
+def write_file(path: str | Path, tensors: dict, metadata: dict[str, str]) -> Path:
+    """Write ``tensors`` (copied to CPU, contiguous) and string ``metadata`` to ``path`` (a
+    .safetensors file, its folder created): every method's save file goes through here."""
     from safetensors.torch import save_file
 
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    save_file(cpu, str(path), metadata=metadata)
+    return path
+
+
+def save_edit(edit: HeadEdit, path: str | Path) -> Path:
+    """Write ``edit``'s parameters and metadata to ``path`` (a .safetensors file)."""
     g = edit.geometry
-    tensors = {k: v.detach().cpu().contiguous() for k, v in edit.state_dict().items()}
     metadata = {
         "format": FORMAT,
         "method": edit.method,
@@ -82,9 +90,7 @@ def save_edit(edit: HeadEdit, path: str | Path) -> Path:
     model = edit._model_ref() if edit._model_ref is not None else None
     if model is not None:  # the base model it is attached to (a detached edit has none)
         metadata.update(base_model_metadata(model))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=metadata)
-    return path
+    return write_file(path, edit.state_dict(), metadata)
 
 
 def read_file_metadata(path: str | Path) -> dict[str, str]:

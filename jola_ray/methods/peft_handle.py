@@ -60,11 +60,8 @@ class PeftHandle:
 
     def save(self, path: str | Path) -> Path:
         """The tuner's tensors (by parameter name) and the metadata to re-attach them."""
-        from safetensors.torch import save_file
+        from jola_ray.editing.persist import write_file
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {n: p.detach().cpu().contiguous() for n, p in self.named_tensors().items()}
         metadata = {
             "format": self.FORMAT,
             "method": self.method,
@@ -72,8 +69,7 @@ class PeftHandle:
             "config": json.dumps(config_dict(self.config)),
             **self._base_meta,  # the base model it was trained on (refused on another)
         }
-        save_file(tensors, str(path), metadata=metadata)
-        return path
+        return write_file(path, self.named_tensors(), metadata)
 
 
 def load_peft_file(
