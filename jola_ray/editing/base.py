@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from jola_ray.editing.sites import HeadGeometry, HeadSite
-from jola_ray.editing.slot import EditSlot
+from jola_ray.editing.slot import SwitchableEdit
 
 
-class HeadEdit(EditSlot):
+class HeadEdit(SwitchableEdit):
     """Base class of the head-edit methods; subclasses define the parameters and the edit."""
 
     method: ClassVar[str] = ""
@@ -33,7 +33,6 @@ class HeadEdit(EditSlot):
         self.config = config
         self.geometry = geometry
         self._sites = list(sites)
-        self._enabled = True
         self._recorded: list | None = None
         # Gate noise source at training: None is the device's global RNG; a trial pack sets one
         # generator per configuration (``jola_ray.editing.pack``).
@@ -99,15 +98,6 @@ class HeadEdit(EditSlot):
         if args:
             return (out, *args[1:]), kwargs
         return args, {**kwargs, "input": out}
-
-    @contextlib.contextmanager
-    def disabled(self) -> Iterator[None]:
-        """Run the model as if untouched (e.g. DPO reference log-probs); nests safely."""
-        previous, self._enabled = self._enabled, False
-        try:
-            yield
-        finally:
-            self._enabled = previous
 
     @contextlib.contextmanager
     def record_gates(self) -> Iterator[list]:

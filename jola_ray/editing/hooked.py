@@ -16,10 +16,9 @@ rebuilds the edit on a matching model.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,12 +27,12 @@ import torch
 from torch import nn
 
 from jola_ray.editing.sites import model_type_of
-from jola_ray.editing.slot import EditSlot
+from jola_ray.editing.slot import SwitchableEdit
 
 FORMAT = "jola_ray.edit/1"
 
 
-class HookedEdit(EditSlot):
+class HookedEdit(SwitchableEdit):
     """Base class: subclasses create their tensors in ``__init__`` and hooks in ``_hook``."""
 
     method: ClassVar[str] = ""
@@ -42,7 +41,6 @@ class HookedEdit(EditSlot):
         super().__init__()
         self.config = config
         self.model_type = model_type
-        self._enabled = True
 
     # --- what a subclass implements -------------------------------------------------------
     def _hook(self, model: nn.Module) -> list:
@@ -59,15 +57,6 @@ class HookedEdit(EditSlot):
         self._occupy(model, None if device is None or device.type == "meta" else device, "another")
         self._handles = list(self._hook(model))
         return self
-
-    @contextlib.contextmanager
-    def disabled(self) -> Iterator[None]:
-        """Run the model as if untouched (e.g. DPO reference log-probs); nests safely."""
-        previous, self._enabled = self._enabled, False
-        try:
-            yield
-        finally:
-            self._enabled = previous
 
     def penalty(self, step: int = 0, total_steps: int = 0) -> None:
         return None

@@ -10,7 +10,9 @@ undoes exactly that and removes the hooks the subclass registered in ``self._han
 
 from __future__ import annotations
 
+import contextlib
 import weakref
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -59,3 +61,22 @@ class EditSlot(nn.Module):
             if name in self._grad_flags:
                 param.requires_grad_(self._grad_flags[name])
         self._model_ref = None
+
+
+class SwitchableEdit(EditSlot):
+    """An edit whose hooks honour ``disabled()`` (they check ``self._enabled`` and then leave
+    the module's input or output alone): head edits and hooked edits. A trial pack is not one;
+    it swaps in a single member (``solo``) instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._enabled = True
+
+    @contextlib.contextmanager
+    def disabled(self) -> Iterator[None]:
+        """Run the model as if untouched (e.g. DPO reference log-probs); nests safely."""
+        previous, self._enabled = self._enabled, False
+        try:
+            yield
+        finally:
+            self._enabled = previous
