@@ -16,7 +16,6 @@ rebuilds the edit on a matching model.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from functools import partial
@@ -28,6 +27,7 @@ from torch import nn
 
 from jola_ray.editing.sites import model_type_of
 from jola_ray.editing.slot import SwitchableEdit
+from jola_ray.settings import config_dict
 
 FORMAT = "jola_ray.edit/1"
 
@@ -78,7 +78,7 @@ class HookedEdit(SwitchableEdit):
             "format": FORMAT,
             "method": self.method,
             "model_type": self.model_type,
-            "config": json.dumps(_config_dict(self.config)),
+            "config": json.dumps(config_dict(self.config)),
             "geometry": json.dumps(self.geometry()),
         }
         model = self._model_ref() if self._model_ref is not None else None
@@ -171,14 +171,6 @@ def check_geometry(
             Path(path),
             "jola_ray.editing.hooked.check_geometry(..., any_model=True)",
         )
-
-
-def _config_dict(config: Any) -> dict[str, Any]:
-    out = {}
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        out[f.name] = list(value) if isinstance(value, tuple) else value
-    return out
 
 
 def output_tensor(output):

@@ -137,15 +137,6 @@ class Method:
         return self.config(**values), []
 
 
-def config_dict(cfg: Any) -> dict[str, Any]:
-    """A method config as a JSON-safe dict (tuples as lists), e.g. for a saved file's metadata."""
-    out = {}
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        out[f.name] = list(value) if isinstance(value, tuple) else value
-    return out
-
-
 class NoEdit:
     """The ``Attached`` of a method that changes nothing (zero-shot's evaluation handle)."""
 

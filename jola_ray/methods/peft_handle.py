@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jola_ray.methods.base import config_dict
+from jola_ray.settings import config_dict
 
 ADAPTER = "default"
 
