@@ -10,6 +10,9 @@ epochs the grid did not run are split by why: ``asha_saved`` (pruned trials' rem
 ``early_stop_saved`` (finished trials that stopped before their last epoch: patience), and the
 rest (errored or unfinished trials) that only ``not_run`` includes. All three are percentages
 of the grid's epochs.
+A trial trained in a pack (``pack_size``) counts its share of the pack's seconds (each
+epoch's seconds split among the configurations live in it); ``pack_shared`` counts those
+trials and the source says so.
 """
 
 from __future__ import annotations
@@ -87,6 +90,10 @@ def compute_ledger(trials: pd.DataFrame) -> pd.DataFrame:
             if sources == {"wall"}
             else "mixed"
         )
+        packed = pd.to_numeric(group.get("pack_size", pd.Series(math.nan, index=group.index)))
+        n_packed = int((packed.fillna(0) > 1).sum())
+        if n_packed:
+            label += ", pack-shared"
         grid = float(group["_grid"].sum())
         run = float(group["epochs_run"].where(group["_grid"] > 0, 0.0).sum())
         rows.append(
@@ -96,6 +103,7 @@ def compute_ledger(trials: pd.DataFrame) -> pd.DataFrame:
                 "seconds": float(group["_seconds"].sum()),
                 "hours": float(group["_seconds"].sum()) / 3600.0,
                 "source": label,
+                "pack_shared": n_packed,
                 "epochs_run": int(run),
                 "grid_epochs": int(grid),
                 "asha_saved_pct": _pct(float(group["_pruned_left"].sum()), grid),

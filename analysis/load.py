@@ -34,7 +34,7 @@ RAY_OPEN = frozenset({"PENDING", "RUNNING", "PAUSED"})
 MARKER_STATUSES = frozenset({"errored", "storage_error"})
 SWEEP_MARKER = "jola_sweep.json"
 # Top-level params.json keys that are not sweep axes.
-_NOT_AXES = ("hp", "fixed", "group", "config_name")
+_NOT_AXES = ("hp", "fixed", "group", "config_name", "pack_trial")
 KEY_COLUMNS = ("task", "seed", "model", "method")
 # The final report's dict of every resolved setting (``jola_ray.train``): setting -> value.
 RESOLVED = "resolved"
@@ -234,6 +234,8 @@ def _summarise(rows: list[dict], error_text: str | None) -> dict:
     last = rows[-1] if rows else {}
     out["open_gate_fraction"] = _num(last.get("open_gate_fraction"))
     out["time_total_s"] = _num(last.get("time_total_s"))
+    # trained in a trial pack of this size: its seconds are its share of the pack's
+    out["pack_size"] = _num(last.get("pack_size"))
     return out
 
 
@@ -330,7 +332,8 @@ def _ray_configs(fs: pafs.FileSystem, root: str, top: dict) -> dict[str, dict]:
 def grid_key(point: dict) -> str:
     """A grid point's identity: its top-level axes and configuration name (as the sweep's
     ``jola_sweep.json`` lists them)."""
-    key = {k: v for k, v in point.items() if k not in ("hp", "fixed", "group")}
+    # a pack member's params.json also names its pack trial: not part of the grid point
+    key = {k: v for k, v in point.items() if k not in ("hp", "fixed", "group", "pack_trial")}
     if isinstance(point.get("hp"), dict):
         key["config_name"] = point["hp"].get("config_name", point["hp"].get("name", "default"))
     return json.dumps(key, sort_keys=True, default=str)
@@ -417,6 +420,8 @@ def load_experiment(exp_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
                 unknown_unreadable += 1
             trials.append(row)
             continue
+        if isinstance(params.get("pack"), list):
+            continue  # a trial pack: its members have their own directories (sweep/packs.py)
         seen_keys.add(grid_key(params))
         config = _flatten_params(params)
         rows = _result_rows(fs, trial, names)
@@ -429,7 +434,9 @@ def load_experiment(exp_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         trial_id = next((str(r["trial_id"]) for r in rows if "trial_id" in r), None)
         if trial_id is None:  # no report yet: Ray's dir names end in or contain the trial id
             trial_id = next((t for t in ray_status if t in name), name)
-        if summary["status"] in ("pruned", "empty") and ray_status.get(trial_id) in RAY_OPEN:
+        # a pack's member is as open as the Ray trial (the pack) that trains it
+        ray_id = str(params.get("pack_trial", trial_id))
+        if summary["status"] in ("pruned", "empty") and ray_status.get(ray_id) in RAY_OPEN:
             summary["status"] = "unfinished"
             summary["pruned_epoch"] = math.nan
         record = {

@@ -1,5 +1,8 @@
-"""Several trials on one device: N processes, each its own model copy and JoLA edit, each
-running the training-step loop; the figure is the sum over processes of steps per second.
+"""Several trials on one device, two ways: K processes, each its own model copy and JoLA edit
+(the figure is the sum over processes of steps per second), and one trial pack, K JoLA
+configurations over one frozen model in one process (``jola_ray.editing.pack``: the K batches
+stacked, K x B rows, each slice edited by its own configuration, K AdamW optimizers); a pack
+step is K trial-steps.
 
 The processes are spawned (fresh interpreters, as Ray's workers are), build their model, warm
 up, then wait on a barrier so that every process times the same window of ``duration_s``
@@ -11,6 +14,7 @@ harness's torch thread count (default 1), so CPU figures show the mechanism, not
 from __future__ import annotations
 
 import queue as queue_mod
+import tempfile
 import time
 
 import torch
@@ -18,8 +22,38 @@ import torch
 from benchmarks.shapes import Shape, build_model, random_batch
 
 
-def _worker(rank, shape, device, dtype_name, warmup, duration_s, threads, variant, barrier, out):
-    """One packed trial: build, warm up, wait for the others, count steps for ``duration_s``."""
+def pack_step(model, batch: dict, k: int, seed: int = 0):
+    """One trial pack's training step: K JoLA configurations (their own init, learning rate
+    and AdamW) on ``batch`` stacked K times; returns ``step()``."""
+    from jola_ray.editing import JoLAConfig
+    from jola_ray.editing.pack import build_pack
+
+    pack = build_pack(model, [JoLAConfig(seed=seed * 100 + i) for i in range(k)])
+    model.train()
+    optimizers = [torch.optim.AdamW(pack.member_parameters(i), lr=1e-3 * (i + 1)) for i in range(k)]
+    rows = batch["input_ids"].shape[0]
+    stacked = torch.cat([batch["input_ids"]] * k)  # (B, t) -> (K*B, t)
+    targets = batch["labels"][:, 1:].flatten()  # the next token of every position: (B*(t-1),)
+
+    def step() -> None:
+        logits = model(input_ids=stacked).logits  # (K*B, t, V)
+        loss = 0.0
+        for i, penalty in pack.penalties().items():
+            mine = logits[i * rows : (i + 1) * rows, :-1].flatten(0, 1)  # (B*(t-1), V)
+            loss = loss + torch.nn.functional.cross_entropy(mine.float(), targets) + penalty
+        loss.backward()
+        for opt in optimizers:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def _worker(
+    rank, shape, device, dtype_name, warmup, duration_s, threads, variant, barrier, out, pack=0
+):
+    """One trial (or one pack of ``pack`` configurations): build, warm up, wait for the
+    others, count steps for ``duration_s``."""
     from benchmarks import edit_variants
     from benchmarks.train_step import edit_step, sync
 
@@ -27,13 +61,16 @@ def _worker(rank, shape, device, dtype_name, warmup, duration_s, threads, varian
         if device == "cpu":
             torch.set_num_threads(threads)
         model, _ = build_model(shape, device, getattr(torch, dtype_name), seed=rank)
-        from jola_ray.editing import JoLAConfig, apply_edit
-
-        edit = apply_edit(model, JoLAConfig(seed=rank))
-        model.train()
-        edit_variants.install(edit, model, variant)
         batch = random_batch(shape, model.config.vocab_size, device, seed=rank)
-        step = edit_step(model, batch, edit)
+        if pack:
+            step = pack_step(model, batch, pack, seed=rank)
+        else:
+            from jola_ray.editing import JoLAConfig, apply_edit
+
+            edit = apply_edit(model, JoLAConfig(seed=rank))
+            model.train()
+            edit_variants.install(edit, model, variant)
+            step = edit_step(model, batch, edit)
         for _ in range(warmup):
             step()
         sync(device)
@@ -58,7 +95,8 @@ def _worker(rank, shape, device, dtype_name, warmup, duration_s, threads, varian
         return
     elapsed = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
-    out.put({"rank": rank, "steps": steps, "elapsed_s": elapsed, "peak_gb": peak})
+    trial_steps = steps * (pack or 1)  # a pack step trains every configuration once
+    out.put({"rank": rank, "steps": trial_steps, "elapsed_s": elapsed, "peak_gb": peak})
 
 
 def measure_level(
@@ -70,8 +108,10 @@ def measure_level(
     duration_s: float,
     variant: str = "plain",
     timeout_s: float = 900.0,
+    pack: int = 0,
 ) -> dict:
-    """Run ``processes`` packed trials at once; their summed steps/s, or an error."""
+    """Run ``processes`` trials at once (each a pack of ``pack`` configurations when > 0);
+    their summed trial-steps/s, or an error."""
     ctx = torch.multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(processes)
     out = ctx.Queue()
@@ -80,7 +120,19 @@ def measure_level(
     procs = [
         ctx.Process(
             target=_worker,
-            args=(r, shape, device, dtype_name, warmup, duration_s, threads, variant, barrier, out),
+            args=(
+                r,
+                shape,
+                device,
+                dtype_name,
+                warmup,
+                duration_s,
+                threads,
+                variant,
+                barrier,
+                out,
+                pack,
+            ),
             daemon=True,
         )
         for r in range(processes)
@@ -124,17 +176,107 @@ def run(
     duration_s: float,
     variant: str = "plain",
 ) -> dict:
-    """``trial_steps_per_s`` (level -> summed steps/s, None where it failed),
-    ``packing_gain`` (level -> ratio to one process) and the per-level details."""
+    """K separate trials vs one pack of K, for K in ``levels``.
+
+    ``trial_steps_per_s`` (K -> summed steps/s of K processes, None where it failed),
+    ``packing_gain`` (K -> ratio to one process), ``pack_trial_steps_per_s`` (K -> trial-steps/s
+    of one pack of K), ``pack_gain`` (K -> ratio to one process), ``pack_vs_processes`` (K ->
+    pack over K processes) and the per-level details of both.
+    """
     details = {
         str(n): measure_level(shape, device, dtype, n, warmup, duration_s, variant) for n in levels
     }
+    packed = {
+        str(n): measure_level(shape, device, dtype, 1, warmup, duration_s, "plain", pack=n)
+        for n in levels
+    }
     steps = {k: v.get("steps_per_s") for k, v in details.items()}
+    pack_steps = {k: v.get("steps_per_s") for k, v in packed.items()}
     base = steps.get("1")
-    gain = {k: (v / base if v and base else None) for k, v in steps.items()}
+
+    def ratio(a, b):
+        return a / b if a and b else None
+
     return {
         "trial_steps_per_s": steps,
-        "packing_gain": gain,
+        "packing_gain": {k: ratio(v, base) for k, v in steps.items()},
         "packing_details": details,
         "packing_variant": variant,
+        "pack_trial_steps_per_s": pack_steps,
+        "pack_gain": {k: ratio(v, base) for k, v in pack_steps.items()},
+        "pack_vs_processes": {k: ratio(v, steps.get(k)) for k, v in pack_steps.items()},
+        "pack_details": packed,
     }
+
+
+def demo_sweep_pair(
+    space_name: str = "demo", storage: str | None = None, order=("plain", "packed")
+):
+    """The shipped ``space_name`` swept unpacked and packed (``pack: true``) side by side in one
+    session (one local Ray, runs back to back): wall seconds of each, their ratio, and whether
+    the two select the same configurations with the same test scores."""
+    import dataclasses
+
+    from analysis.load import load_experiment
+    from analysis.select import select_configs
+    from jola_ray.sweep.runner import run_sweep
+    from jola_ray.sweep.space import load_space
+
+    base = load_space(space_name)
+    storage = storage or tempfile.mkdtemp(prefix="jola-pack-sweep-")
+    out: dict = {"space": space_name, "storage": storage, "runs": {}}
+    for mode in order:
+        pack = max(len(c) for c in base.configs.values()) if mode == "packed" else 0
+        space = dataclasses.replace(base, name=f"{space_name}_{mode}", pack=pack)
+        start = time.perf_counter()
+        outcome = run_sweep(space, storage_path=storage, say=lambda s: None)
+        wall = time.perf_counter() - start
+        trials, _ = load_experiment(outcome.experiment_path)
+        picked = select_configs(trials)
+        out["runs"][mode] = {
+            "wall_s": wall,
+            "ray_trials": len(space.trials()),
+            "configurations": len(trials),
+            "statuses": trials["status"].value_counts().to_dict(),
+            "selected": {
+                "|".join(str(row.get(k)) for k in ("task", "seed", "method")): [
+                    row.get("config_name"),
+                    row.get("test_score"),
+                ]
+                for row in picked.to_dict("records")
+            },
+        }
+    plain, packed = out["runs"]["plain"], out["runs"]["packed"]
+    out["wall_ratio"] = packed["wall_s"] / plain["wall_s"]
+    out["same_selection"] = plain["selected"] == packed["selected"]
+    return out
+
+
+def _main() -> None:
+    """``python -m benchmarks.packing --demo [--out FILE]``: the paired demo sweeps."""
+    import argparse
+    import json
+    import os
+
+    p = argparse.ArgumentParser(description=demo_sweep_pair.__doc__)
+    p.add_argument("--demo", action="store_true", help="run the paired demo sweeps")
+    p.add_argument("--space", default="demo")
+    p.add_argument("--out", default="benchmarks/results/cpu-pack-sweep.json")
+    p.add_argument("--order", default="plain,packed", help="plain,packed or packed,plain")
+    args = p.parse_args()
+    if not args.demo:
+        p.error("nothing to do: give --demo")
+    result = demo_sweep_pair(args.space, order=tuple(args.order.split(",")))
+    result["load_average_at_end"] = os.getloadavg()
+    with open(args.out, "w") as fh:
+        json.dump(result, fh, indent=1, default=str)
+    for mode, r in result["runs"].items():
+        print(f"{mode:7s} {r['wall_s']:8.1f} s  {r['ray_trials']:3d} Ray trials  {r['statuses']}")
+    print(
+        f"packed / unpacked wall time: {result['wall_ratio']:.2f}x; "
+        f"same selection and test scores: {result['same_selection']}"
+    )
+
+
+if __name__ == "__main__":
+    _main()

@@ -170,24 +170,35 @@ def _packing_table(shapes: dict) -> list[str]:
     if not names:
         return []
     levels = sorted({int(k) for n in names for k in shapes[n]["trial_steps_per_s"]})
+    packed = [n for n in names if "pack_trial_steps_per_s" in shapes[n]]
+    header = [f"{n}: K processes" for n in names] + [f"{n}: one pack of K" for n in packed]
     lines = [
-        "### Several trials on one device (sum of training steps per second; gain over 1)",
+        "### Several trials on one device (trial-steps per second; gain over 1 process)",
         "",
-        "| processes | " + " | ".join(names) + " |",
-        "|---|" + "---:|" * len(names),
+        "K separate trials (K processes, each its own model) vs one trial pack (K configurations "
+        "over one frozen model, K x B rows per step).",
+        "",
+        "| K | " + " | ".join(header) + " |",
+        "|---|" + "---:|" * len(header),
     ]
+
+    def cell(n: str, steps_key: str, gain_key: str, details_key: str, lvl: int) -> str:
+        steps = shapes[n][steps_key].get(str(lvl), "absent")
+        if steps == "absent":
+            return "–"
+        if steps is None:
+            err = shapes[n].get(details_key, {}).get(str(lvl), {}).get("error", "")
+            return "does not run" + (f" ({err[:40]})" if err else "")
+        gain = shapes[n].get(gain_key, {}).get(str(lvl))
+        return f"{_f(steps, 2)} ({_x(gain)})"
+
     for lvl in levels:
-        cells = []
-        for n in names:
-            steps = shapes[n]["trial_steps_per_s"].get(str(lvl), "absent")
-            if steps == "absent":
-                cells.append("–")
-            elif steps is None:
-                err = shapes[n].get("packing_details", {}).get(str(lvl), {}).get("error", "")
-                cells.append("does not run" + (f" ({err[:40]})" if err else ""))
-            else:
-                gain = shapes[n].get("packing_gain", {}).get(str(lvl))
-                cells.append(f"{_f(steps, 2)} ({_x(gain)})")
+        cells = [
+            cell(n, "trial_steps_per_s", "packing_gain", "packing_details", lvl) for n in names
+        ]
+        cells += [
+            cell(n, "pack_trial_steps_per_s", "pack_gain", "pack_details", lvl) for n in packed
+        ]
         lines.append(f"| {lvl} | " + " | ".join(cells) + " |")
     lines.append("")
     return lines

@@ -74,7 +74,7 @@ def _settings(device: str, quick: bool) -> dict:
             "label_scoring_bs64": 256 if on_gpu else 128,
         },
         "prompt_tokens": 160,
-        "packing_levels": {"tiny": [1, 2], "1b": [1, 2, 4], "8b": [1, 2]},
+        "packing_levels": {"tiny": [1, 2, 5, 10], "1b": [1, 2, 5, 10], "8b": [1, 2, 5]},
         "packing_seconds": 10.0 if on_gpu else 5.0,
         "packing_warmup": 3,
         "trial": {"train": 200, "dev": 200, "test": 1000, "epochs": 20},

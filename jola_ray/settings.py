@@ -240,3 +240,13 @@ def add_setting_flags(parser, specs: dict[str, dataclasses.Field], notes: dict[s
             else {}
         )
         parser.add_argument(*flags, dest=name, default=argparse.SUPPRESS, help=help_text, **extra)
+
+
+def config_dict(cfg: Any) -> dict[str, Any]:
+    """A settings dataclass as a JSON-safe dict (tuples as lists): what a saved file's
+    ``config`` metadata holds, for every method's file (edits and peft adapters alike)."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out

@@ -12,7 +12,6 @@ flattened result to ``o_proj``. ``remove`` undoes all of it.
 from __future__ import annotations
 
 import contextlib
-import weakref
 from collections.abc import Iterator
 from functools import partial
 from typing import ClassVar
@@ -21,12 +20,10 @@ import torch
 from torch import nn
 
 from jola_ray.editing.sites import HeadGeometry, HeadSite
-from jola_ray.errors import JolaRayError
-
-EDIT_ATTRIBUTE = "head_edit"
+from jola_ray.editing.slot import SwitchableEdit
 
 
-class HeadEdit(nn.Module):
+class HeadEdit(SwitchableEdit):
     """Base class of the head-edit methods; subclasses define the parameters and the edit."""
 
     method: ClassVar[str] = ""
@@ -36,20 +33,29 @@ class HeadEdit(nn.Module):
         self.config = config
         self.geometry = geometry
         self._sites = list(sites)
-        self._handles: list = []
-        self._model_ref = None
-        self._grad_flags: dict[str, bool] = {}
-        self._enabled = True
         self._recorded: list | None = None
+        # Gate noise source at training: None is the device's global RNG; a trial pack sets one
+        # generator per configuration (``jola_ray.editing.pack``).
+        self.noise_generator: torch.Generator | None = None
 
     # --- what a method implements -------------------------------------------------------
     def edited_layers(self) -> list[int]:
         """Model layer indices this edit hooks."""
         raise NotImplementedError
 
+    def layer_factors(
+        self, layer: int, batch: int
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(scale, bias)`` of ``layer`` with ``z' = z * scale + bias`` over every head: each
+        ``[H, d]`` (or ``[batch, H, d]`` when sampled per example) in fp32, None where the
+        method has no such term. Methods that define it can be trained in a trial pack
+        (``jola_ray.editing.pack``), which stacks the factors of K configurations."""
+        raise NotImplementedError
+
     def edit_heads(self, layer: int, z: torch.Tensor) -> torch.Tensor:
         """Edit ``z`` of shape ``(batch, seq, H, d)`` at ``layer``; same shape and dtype back."""
-        raise NotImplementedError
+        scale, bias = self.layer_factors(layer, z.shape[0])
+        return apply_factors(z, scale, bias)
 
     def penalty(self) -> torch.Tensor:
         """The method's regulariser, already weighted, to add to the task loss."""
@@ -76,19 +82,7 @@ class HeadEdit(nn.Module):
             return pd.DataFrame(self.head_table())
 
     def attach(self, model: nn.Module) -> None:
-        if EDIT_ATTRIBUTE in model._modules:
-            raise JolaRayError(
-                f"the model already carries an edit (`model.{EDIT_ATTRIBUTE}`); call its "
-                "remove() before applying another"
-            )
-        self._grad_flags = {name: p.requires_grad for name, p in model.named_parameters()}
-        model.requires_grad_(False)
-        device = _device_of(self._sites[0].o_proj)
-        if device is not None:
-            self.to(device)
-        model.add_module(EDIT_ATTRIBUTE, self)  # after freezing: the edit's parameters train
-        self.train(model.training)
-        self._model_ref = weakref.ref(model)
+        self._occupy(model, _device_of(self._sites[0].o_proj), "another")
         by_layer = {site.layer: site for site in self._sites}
         for layer in self.edited_layers():
             site = by_layer[layer]
@@ -104,30 +98,6 @@ class HeadEdit(nn.Module):
         if args:
             return (out, *args[1:]), kwargs
         return args, {**kwargs, "input": out}
-
-    def remove(self) -> None:
-        """Remove the hooks and ``model.head_edit``; restore every requires_grad flag."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-        model = self._model_ref() if self._model_ref is not None else None
-        if model is None:
-            return
-        if model._modules.get(EDIT_ATTRIBUTE) is self:
-            del model._modules[EDIT_ATTRIBUTE]
-        for name, param in model.named_parameters():
-            if name in self._grad_flags:
-                param.requires_grad_(self._grad_flags[name])
-        self._model_ref = None
-
-    @contextlib.contextmanager
-    def disabled(self) -> Iterator[None]:
-        """Run the model as if untouched (e.g. DPO reference log-probs); nests safely."""
-        previous, self._enabled = self._enabled, False
-        try:
-            yield
-        finally:
-            self._enabled = previous
 
     @contextlib.contextmanager
     def record_gates(self) -> Iterator[list]:
@@ -146,6 +116,30 @@ class HeadEdit(nn.Module):
     def extra_repr(self) -> str:
         g = self.geometry
         return f"method={self.method}, layers={g.num_layers}, heads={g.num_heads}, head_dim={g.head_dim}"
+
+
+def apply_factors(
+    z: torch.Tensor, scale: torch.Tensor | None, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """``z * scale + bias`` with ``z`` (b, t, H, d) and factors ``[H, d]`` or ``[b, H, d]``.
+
+    fp32 factors, activation-dtype arithmetic: one fused op over all heads and tokens.
+    """
+    if scale is not None and scale.dim() == 3:  # [b, H, d] -> [b, 1, H, d]: over the sequence
+        scale = scale.unsqueeze(1)
+    if bias is not None and bias.dim() == 3:
+        bias = bias.unsqueeze(1)
+    if scale is None and bias is None:
+        return z
+    if scale is None:
+        return z + _like(bias, z)
+    if bias is None:
+        return z * _like(scale, z)
+    return torch.addcmul(_like(bias, z), z, _like(scale, z))
+
+
+def _like(tensor: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    return tensor.to(device=z.device, dtype=z.dtype)
 
 
 def _device_of(module: nn.Module) -> torch.device | None:

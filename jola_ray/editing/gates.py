@@ -21,16 +21,20 @@ EPS = 1e-6
 
 
 def sample_gates(
-    log_alpha: torch.Tensor, shape: tuple[int, ...] | None = None, temperature: float = TEMPERATURE
+    log_alpha: torch.Tensor,
+    shape: tuple[int, ...] | None = None,
+    temperature: float = TEMPERATURE,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Training gates: one logistic-noise sample per element of ``shape`` (default: log_alpha's).
 
     ``shape`` must broadcast with ``log_alpha`` (e.g. ``(batch, H)`` for per-example gates).
     Noise comes from the global RNG of log_alpha's device, so activation checkpointing (which
-    restores that RNG state when it recomputes a forward) sees the same gates twice.
+    restores that RNG state when it recomputes a forward) sees the same gates twice; a trial
+    pack gives each configuration its own ``generator`` (on log_alpha's device) instead.
     """
     shape = tuple(log_alpha.shape) if shape is None else shape
-    u = torch.rand(shape, device=log_alpha.device, dtype=log_alpha.dtype)
+    u = torch.rand(shape, device=log_alpha.device, dtype=log_alpha.dtype, generator=generator)
     u = u * (1 - 2 * EPS) + EPS
     s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + log_alpha) / temperature)
     return (s * (HIGH - LOW) + LOW).clamp(0.0, 1.0)

@@ -16,25 +16,23 @@ rebuilds the edit on a matching model.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
-import weakref
-from collections.abc import Iterator
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from jola_ray.editing.base import EDIT_ATTRIBUTE
 from jola_ray.editing.sites import model_type_of
-from jola_ray.errors import JolaRayError
+from jola_ray.editing.slot import SwitchableEdit
+from jola_ray.settings import config_dict
 
 FORMAT = "jola_ray.edit/1"
 
 
-class HookedEdit(nn.Module):
+class HookedEdit(SwitchableEdit):
     """Base class: subclasses create their tensors in ``__init__`` and hooks in ``_hook``."""
 
     method: ClassVar[str] = ""
@@ -43,10 +41,6 @@ class HookedEdit(nn.Module):
         super().__init__()
         self.config = config
         self.model_type = model_type
-        self._handles: list = []
-        self._model_ref = None
-        self._grad_flags: dict[str, bool] = {}
-        self._enabled = True
 
     # --- what a subclass implements -------------------------------------------------------
     def _hook(self, model: nn.Module) -> list:
@@ -59,45 +53,10 @@ class HookedEdit(nn.Module):
 
     # --- the Attached handle ---------------------------------------------------------------
     def attach(self, model: nn.Module) -> HookedEdit:
-        if EDIT_ATTRIBUTE in model._modules:
-            raise JolaRayError(
-                f"the model already carries an edit (`model.{EDIT_ATTRIBUTE}`); call its "
-                "remove() before applying another"
-            )
-        self._grad_flags = {name: p.requires_grad for name, p in model.named_parameters()}
-        model.requires_grad_(False)
         device = next((p.device for p in model.parameters()), None)
-        if device is not None and device.type != "meta":
-            self.to(device)
-        model.add_module(EDIT_ATTRIBUTE, self)  # after freezing: the edit's parameters train
-        self.train(model.training)
-        self._model_ref = weakref.ref(model)
+        self._occupy(model, None if device is None or device.type == "meta" else device, "another")
         self._handles = list(self._hook(model))
         return self
-
-    def remove(self) -> None:
-        """Remove the hooks and ``model.head_edit``; restore every requires_grad flag."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-        model = self._model_ref() if self._model_ref is not None else None
-        if model is None:
-            return
-        if model._modules.get(EDIT_ATTRIBUTE) is self:
-            del model._modules[EDIT_ATTRIBUTE]
-        for name, param in model.named_parameters():
-            if name in self._grad_flags:
-                param.requires_grad_(self._grad_flags[name])
-        self._model_ref = None
-
-    @contextlib.contextmanager
-    def disabled(self) -> Iterator[None]:
-        """Run the model as if untouched (e.g. DPO reference log-probs); nests safely."""
-        previous, self._enabled = self._enabled, False
-        try:
-            yield
-        finally:
-            self._enabled = previous
 
     def penalty(self, step: int = 0, total_steps: int = 0) -> None:
         return None
@@ -113,41 +72,50 @@ class HookedEdit(nn.Module):
 
     def save(self, path: str | Path) -> Path:
         """Write the edit's tensors and metadata to ``path`` (a .safetensors file)."""
-        from safetensors.torch import save_file
+        from jola_ray.editing.persist import base_model_metadata, write_file
 
-        path = Path(path)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         metadata = {
             "format": FORMAT,
             "method": self.method,
             "model_type": self.model_type,
-            "config": json.dumps(_config_dict(self.config)),
+            "config": json.dumps(config_dict(self.config)),
             "geometry": json.dumps(self.geometry()),
         }
         model = self._model_ref() if self._model_ref is not None else None
         if model is not None:  # the base model it is attached to (refused on another)
-            from jola_ray.editing.persist import base_model_metadata
-
             metadata.update(base_model_metadata(model))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(path), metadata=metadata)
-        return path
+        return write_file(path, self.state_dict(), metadata)
+
+
+class LayerOutputEdit(HookedEdit):
+    """A ``HookedEdit`` that rewrites the hidden states one module per edited layer outputs
+    (``self._sites``: ``LayerSite``s, row ``i`` of the edit's tensors for ``self._sites[i]``).
+    Subclasses implement ``edit_hidden``; the forward hooks and the ``disabled()`` switch are
+    here (RED on the FFN output, RepE on the residual stream)."""
+
+    _sites: list
+
+    def edit_hidden(self, row: int, h: torch.Tensor) -> torch.Tensor:
+        """``h`` (batch, seq, hidden) as edited by row ``row``, in ``h``'s dtype."""
+        raise NotImplementedError
+
+    def _hook(self, model: nn.Module) -> list:
+        return [
+            site.module.register_forward_hook(partial(self._forward_hook, row))
+            for row, site in enumerate(self._sites)
+        ]
+
+    def _forward_hook(self, row: int, module, args, output):
+        if not self._enabled:
+            return None
+        return replace_output(output, self.edit_hidden(row, output_tensor(output)))
 
 
 def read_metadata(path: str | Path, method: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(config dict, geometry dict)`` of a file saved by a ``HookedEdit`` of ``method``."""
-    from safetensors import safe_open
+    from jola_ray.editing.persist import EditFileError, read_file_metadata
 
-    from jola_ray.editing.persist import EditFileError
-
-    path = Path(path)
-    if not path.is_file():
-        raise EditFileError(f"edit file {path} does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as err:  # safetensors raises its own error types for corrupt files
-        raise EditFileError(f"edit file {path} is not a safetensors file: {err}") from None
+    meta = read_file_metadata(path)
     if meta.get("format") != FORMAT or meta.get("method") != method:
         raise EditFileError(
             f"{path} is not a jola-ray {method} edit file (format={meta.get('format')!r}, "
@@ -156,26 +124,23 @@ def read_metadata(path: str | Path, method: str) -> tuple[dict[str, Any], dict[s
     return json.loads(meta["config"]), json.loads(meta["geometry"])
 
 
-def load_state(edit: HookedEdit, path: str | Path) -> HookedEdit:
-    """Copy the tensors of ``path`` into ``edit`` (already built from the file's config);
-    ``EditFileError`` naming the tensors when the file's do not fit, and the edit is removed."""
-    from safetensors.torch import load_file
+def load_hooked(
+    model: nn.Module,
+    path: str | Path,
+    method: str,
+    settings: Callable[..., Any],
+    build: Callable[[Any], HookedEdit],
+) -> HookedEdit:
+    """Re-attach a ``HookedEdit`` of ``method`` saved in ``path``: its config is rebuilt as
+    ``settings(**saved)``, ``build(config)`` makes the (unattached) edit for ``model``, whose
+    geometry and base model must match the file's; then its tensors are loaded and it is
+    attached. Each method's ``load`` is this call with its own settings and builder."""
+    from jola_ray.editing.persist import load_state
 
-    from jola_ray.editing.persist import EditFileError
-
-    tensors = load_file(str(path))
-    expected = edit.state_dict()
-    if set(expected) != set(tensors) or any(
-        expected[k].shape != tensors[k].shape for k in expected
-    ):
-        edit.remove()
-        raise EditFileError(
-            f"edit file {path} holds tensors "
-            f"{sorted((k, tuple(v.shape)) for k, v in tensors.items())}, the config needs "
-            f"{sorted((k, tuple(v.shape)) for k, v in expected.items())}"
-        )
-    edit.load_state_dict(tensors)
-    return edit
+    config, geometry = read_metadata(path, method)
+    edit = build(settings(**config))
+    check_geometry(path, geometry, model, edit.geometry())
+    return load_state(edit, path).attach(model)
 
 
 def check_geometry(
@@ -189,9 +154,7 @@ def check_geometry(
     """``EditFileError`` naming every field where a file's geometry differs from the model's,
     or when the file was trained on another base model (its ``architecture`` and
     ``base_fingerprint``; ``any_model=True`` skips that check)."""
-    from safetensors import safe_open
-
-    from jola_ray.editing.persist import EditFileError, check_base_model
+    from jola_ray.editing.persist import EditFileError, check_base_model, read_file_metadata
 
     mismatches = [
         f"{k}: file {saved.get(k)!r}, model {v!r}" for k, v in actual.items() if saved.get(k) != v
@@ -202,19 +165,12 @@ def check_geometry(
             + "; ".join(mismatches)
         )
     if not any_model:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
         check_base_model(
-            model, meta, Path(path), "jola_ray.editing.hooked.check_geometry(..., any_model=True)"
+            model,
+            read_file_metadata(path),
+            Path(path),
+            "jola_ray.editing.hooked.check_geometry(..., any_model=True)",
         )
-
-
-def _config_dict(config: Any) -> dict[str, Any]:
-    out = {}
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        out[f.name] = list(value) if isinstance(value, tuple) else value
-    return out
 
 
 def output_tensor(output):

@@ -2,10 +2,11 @@
 
 ``z' = (1 + g_m * m) * z + g_a * a`` for every edited (layer, head), every token, with two
 Hard-Concrete gates per head (``gates.py``); the gate ablations ``gates: shared`` (one gate
-``g = g_m = g_a`` per head) and ``gates: none`` (``g_m = g_a = 1``: no gate, no penalty). Parameters are stacked ``[L_e, H_e, d]`` (vectors)
-and ``[L_e, H_e]`` (log alpha) over the edited layers and heads, stored fp32; the hook builds the
-layer's ``[H, d]`` scale and bias once and applies them to all heads and tokens in one
-``addcmul`` in the activation dtype.
+``g = g_m = g_a`` per head) and ``gates: none`` (``g_m = g_a = 1``: no gate, no penalty).
+Parameters are stacked ``[L_e, H_e, d]`` (vectors) and ``[L_e, H_e]`` (log alpha) over the
+edited layers and heads, stored fp32; ``layer_factors`` builds the layer's ``[H, d]`` scale and
+bias once (a trial pack stacks them over its configurations) and the hook applies them to all
+heads and tokens in one ``addcmul`` in the activation dtype.
 """
 
 from __future__ import annotations
@@ -112,14 +113,19 @@ class JoLAEdit(HeadEdit):
             if not self.training:
                 out[name] = gates.eval_gates(la)
             elif self.config.per_example_gates:
-                out[name] = gates.sample_gates(la, (batch, la.shape[0]), self.config.temperature)
+                out[name] = gates.sample_gates(
+                    la, (batch, la.shape[0]), self.config.temperature, self.noise_generator
+                )
             else:
-                out[name] = gates.sample_gates(la, None, self.config.temperature)
+                out[name] = gates.sample_gates(
+                    la, None, self.config.temperature, self.noise_generator
+                )
         return self._by_part(out)
 
-    def edit_heads(self, layer: int, z: torch.Tensor) -> torch.Tensor:
+    def layer_factors(self, layer: int, batch: int):
+        """``(1 + g_m * m, g_a * a)`` of ``layer`` over all heads, ``[(b,) H, d]`` each."""
         slot = self._slot[layer]
-        g = self.layer_gates(slot, z.shape[0])
+        g = self.layer_gates(slot, batch)
         self._record(layer, g)
         scale = bias = None
         if self.mul_vector is not None:
@@ -135,15 +141,7 @@ class JoLAEdit(HeadEdit):
                 scale = scale.new_ones(full).index_copy(-2, self.head_index, scale)
             if bias is not None:
                 bias = bias.new_zeros(full).index_copy(-2, self.head_index, bias)
-        if lead:  # [b, H, d] -> [b, 1, H, d]: broadcast over the sequence of z (b, t, H, d)
-            scale = scale.unsqueeze(1) if scale is not None else None
-            bias = bias.unsqueeze(1) if bias is not None else None
-        # fp32 parameters, activation-dtype arithmetic: one fused op over all heads and tokens
-        if scale is None:
-            return z + _like(bias, z)
-        if bias is None:
-            return z * _like(scale, z)
-        return torch.addcmul(_like(bias, z), z, _like(scale, z))
+        return scale, bias
 
     def penalty(self, lambda_t: float | None = None) -> torch.Tensor:
         """Expected-L0 penalty.
@@ -251,10 +249,6 @@ _COLUMNS = (
     "p_open_mul",
     "selected",
 )
-
-
-def _like(tensor: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    return tensor.to(device=z.device, dtype=z.dtype)
 
 
 def _norms(vectors: torch.Tensor | None, zeros: torch.Tensor) -> torch.Tensor:

@@ -77,15 +77,16 @@ class LoFiTEdit(HeadEdit):
             return list(range(self.geometry.num_layers))
         return sorted({layer for layer, _ in self.config.heads})
 
-    def edit_heads(self, layer: int, z: torch.Tensor) -> torch.Tensor:
+    def layer_factors(self, layer: int, batch: int):
+        """Stage 1: ``(1 + A[layer], None)``; stage 2: ``(None, v)`` scattered to ``[H, d]``."""
         if self.stage == "scale":
-            scale = (1 + self.scale_vector[layer]).to(device=z.device, dtype=z.dtype)  # [H, d]
-            return z * scale
+            return 1 + self.scale_vector[layer], None  # [H, d]
         g = self.geometry
-        rows, heads = getattr(self, f"_rows_{layer}"), getattr(self, f"_heads_{layer}")
         bias = self.bias_vector.new_zeros(g.num_heads, g.head_dim)  # [H, d], zero off the top K
-        bias = bias.index_copy(0, heads, self.bias_vector.index_select(0, rows))
-        return z + bias.to(device=z.device, dtype=z.dtype)
+        if hasattr(self, f"_rows_{layer}"):
+            rows, heads = getattr(self, f"_rows_{layer}"), getattr(self, f"_heads_{layer}")
+            bias = bias.index_copy(0, heads, self.bias_vector.index_select(0, rows))
+        return None, bias
 
     def penalty(self, lambda_t: float | None = None) -> torch.Tensor:
         """Stage 1: ``l1_lambda * sum |A|`` (a sum over every element); stage 2: zero."""

@@ -62,13 +62,21 @@ class EditFileError(JolaRayError):
     exit_code = 2
 
 
-def save_edit(edit: HeadEdit, path: str | Path) -> Path:
-    """Write ``edit``'s parameters and metadata to ``path`` (a .safetensors file)."""
+def write_file(path: str | Path, tensors: dict, metadata: dict[str, str]) -> Path:
+    """Write ``tensors`` (copied to CPU, contiguous) and string ``metadata`` to ``path`` (a
+    .safetensors file, its folder created): every method's save file goes through here."""
     from safetensors.torch import save_file
 
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    save_file(cpu, str(path), metadata=metadata)
+    return path
+
+
+def save_edit(edit: HeadEdit, path: str | Path) -> Path:
+    """Write ``edit``'s parameters and metadata to ``path`` (a .safetensors file)."""
     g = edit.geometry
-    tensors = {k: v.detach().cpu().contiguous() for k, v in edit.state_dict().items()}
     metadata = {
         "format": FORMAT,
         "method": edit.method,
@@ -82,12 +90,12 @@ def save_edit(edit: HeadEdit, path: str | Path) -> Path:
     model = edit._model_ref() if edit._model_ref is not None else None
     if model is not None:  # the base model it is attached to (a detached edit has none)
         metadata.update(base_model_metadata(model))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=metadata)
-    return path
+    return write_file(path, edit.state_dict(), metadata)
 
 
-def read_edit_metadata(path: str | Path) -> dict[str, str]:
+def read_file_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a saved safetensors file (any method's); ``EditFileError`` when
+    the file is missing or not safetensors. Callers check its ``format`` and ``method``."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -95,9 +103,14 @@ def read_edit_metadata(path: str | Path) -> dict[str, str]:
         raise EditFileError(f"edit file {path} does not exist")
     try:
         with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
+            return f.metadata() or {}
     except Exception as err:  # safetensors raises its own error types for corrupt files
         raise EditFileError(f"edit file {path} is not a safetensors file: {err}") from None
+
+
+def read_edit_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of a head-edit file (``save_edit``); ``EditFileError`` for any other."""
+    metadata = read_file_metadata(path)
     if metadata.get("format") != FORMAT or metadata.get("method") not in _CONFIGS:
         raise EditFileError(
             f"{path} is not a jola-ray edit file (format={metadata.get('format')!r}, "
@@ -116,8 +129,6 @@ def load_edit(model: nn.Module, path: str | Path, *, any_model: bool = False) ->
     base-model check (geometry is still checked). Files written before the check existed carry
     no fingerprint and load as before.
     """
-    from safetensors.torch import load_file
-
     path = Path(path)
     meta = read_edit_metadata(path)
     geometry = geometry_of(model, find_head_sites(model))
@@ -134,16 +145,26 @@ def load_edit(model: nn.Module, path: str | Path, *, any_model: bool = False) ->
     if not any_model:
         check_base_model(model, meta, path, "load_edit(..., any_model=True)")
     config = _CONFIGS[meta["method"]].from_dict(json.loads(meta["config"]))
-    tensors = load_file(str(path))
     edit = apply_edit(model, config, generator=0)  # values are overwritten below
+    return load_state(edit, path)
+
+
+def load_state(edit: nn.Module, path: str | Path) -> nn.Module:
+    """Copy the tensors of ``path`` into ``edit`` (already built from the file's config and
+    attached); ``EditFileError`` naming the tensors when the file's do not fit, and the edit is
+    removed. Shared by head edits and ``HookedEdit``s."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
     expected = edit.state_dict()
     if set(expected) != set(tensors) or any(
         expected[k].shape != tensors[k].shape for k in expected
     ):
         edit.remove()
         raise EditFileError(
-            f"edit file {path} holds tensors {sorted((k, tuple(v.shape)) for k, v in tensors.items())}, "
-            f"the config needs {sorted((k, tuple(v.shape)) for k, v in expected.items())}"
+            f"edit file {path} holds tensors "
+            f"{sorted((k, tuple(v.shape)) for k, v in tensors.items())}, the config needs "
+            f"{sorted((k, tuple(v.shape)) for k, v in expected.items())}"
         )
     edit.load_state_dict(tensors)
     return edit

@@ -9,17 +9,16 @@ to the model's dtype (exact at init: ``1 * h + 0 == h``).
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 
-from jola_ray.editing.hooked import HookedEdit, output_tensor, replace_output
+from jola_ray.editing.hooked import LayerOutputEdit
 from jola_ray.editing.sites import LayerSite, find_ffn_sites, model_type_of
 
 
-class REDEdit(HookedEdit):
+class REDEdit(LayerOutputEdit):
     method = "red"
 
     def __init__(self, sites: list[LayerSite], config: Any, model_type: str) -> None:
@@ -38,18 +37,9 @@ class REDEdit(HookedEdit):
     def geometry(self) -> dict[str, Any]:
         return {"layers": self.layers, "hidden_size": int(self.scale.shape[1])}
 
-    def _hook(self, model: nn.Module) -> list:
-        return [
-            site.module.register_forward_hook(partial(self._forward_hook, row))
-            for row, site in enumerate(self._sites)
-        ]
-
-    def _forward_hook(self, row: int, module, args, output):
-        if not self._enabled:
-            return None
-        h = output_tensor(output)  # (batch, seq, hidden)
-        edited = (h.float() * self.scale[row] + self.bias[row]).to(h.dtype)
-        return replace_output(output, edited)
+    def edit_hidden(self, row: int, h: torch.Tensor) -> torch.Tensor:
+        # h: (batch, seq, hidden); scale[row], bias[row]: (hidden,)
+        return (h.float() * self.scale[row] + self.bias[row]).to(h.dtype)
 
     def inspect(self):
         """One row per edited layer: the norms of ``s - 1`` and ``b``."""

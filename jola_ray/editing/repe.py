@@ -15,14 +15,13 @@ training split is the method's (``jola_ray.methods.repe``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 
 from jola_ray.editing.activations import last_token_activations
-from jola_ray.editing.hooked import HookedEdit, output_tensor, replace_output
+from jola_ray.editing.hooked import LayerOutputEdit
 from jola_ray.editing.sites import LayerSite, find_residual_sites, model_type_of
 from jola_ray.errors import ConfigError
 
@@ -42,7 +41,7 @@ def reading_vectors(diffs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return u, mean @ u
 
 
-class RepEEdit(HookedEdit):
+class RepEEdit(LayerOutputEdit):
     method = "repe"
 
     def __init__(self, sites: list[LayerSite], config: Any, model_type: str) -> None:
@@ -76,18 +75,10 @@ class RepEEdit(HookedEdit):
             self.direction[row] = u.to(self.direction.device)
             self.magnitude[row] = m.to(self.magnitude.device)
 
-    def _hook(self, model: nn.Module) -> list:
-        return [
-            site.module.register_forward_hook(partial(self._forward_hook, row))
-            for row, site in enumerate(self._sites)
-        ]
-
-    def _forward_hook(self, row: int, module, args, output):
-        if not self._enabled:
-            return None
-        h = output_tensor(output)  # (batch, seq, hidden)
+    def edit_hidden(self, row: int, h: torch.Tensor) -> torch.Tensor:
+        # h: (batch, seq, hidden); the shift: (hidden,), added to every token
         shift = float(self.config.coefficient) * self.magnitude[row] * self.direction[row]
-        return replace_output(output, (h.float() + shift).to(h.dtype))
+        return (h.float() + shift).to(h.dtype)
 
     def summary(self) -> dict[str, Any]:
         return dict(self.pair_counts)

@@ -10,8 +10,9 @@ TruthfulQA (``kind == "multiple_choice"``) always by answer log-likelihood (MC1/
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from jola_ray.data.task import Example, Task
@@ -67,9 +68,7 @@ def evaluate(
     ``"example"`` (the example's own prompt, the one the edit was trained on).
     """
     _check_args(task, examples, mode, batch_size, num_beams, mc_prompt)
-    flags = [(m, m.training) for m in model.modules()]  # restored exactly, module by module
-    model.eval()
-    try:
+    with eval_mode(model):
         if task.kind == "multiple_choice":
             return _evaluate_multiple_choice(
                 model, tokenizer, task, examples, batch_size, mc_prompt
@@ -94,6 +93,17 @@ def evaluate(
             label_regex=label_regex(task) if task.kind == "classification" else None,
         )
         return _score_generations(task, examples, outputs, bertscore)
+
+
+@contextlib.contextmanager
+def eval_mode(model) -> Iterator[None]:
+    """``model`` in eval mode inside the block (an edit's deterministic gates); every module
+    gets its own previous training flag back afterwards (not one ``model.train(flag)``, which
+    would also flip modules that were deliberately left in another mode)."""
+    flags = [(m, m.training) for m in model.modules()]  # restored exactly, module by module
+    model.eval()
+    try:
+        yield
     finally:
         for module, training in flags:
             module.training = training

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from jola_ray.data.task import Example, Task
 from jola_ray.evaluation import answer_loss
-from jola_ray.evaluation.api import EvalResult, evaluate
+from jola_ray.evaluation.api import EvalResult, eval_mode, evaluate
 
 
 def evaluate_with_loss(
@@ -65,13 +65,8 @@ def evaluate_with_loss(
         if fits:
             loss = answer_loss.loss_from_label_scores(tokenizer, result.predictions, answers)
     if loss is None and need_loss:
-        flags = [(m, m.training) for m in model.modules()]  # restored exactly, as evaluate does
-        model.eval()
-        try:
+        with eval_mode(model):  # as evaluate runs: eval mode, each flag restored
             loss = answer_loss.dev_loss(
                 model, tokenizer, prompts, answers, batch_size, append_eos, max_length
             )
-        finally:
-            for module, training in flags:
-                module.training = training
     return result, loss

@@ -111,6 +111,18 @@ class Method:
     count: Callable[[Any, Any], Any] | None = None  # (model, cfg) -> int or dict (see above)
     load: Callable[[Any, str | Path], Attached] | None = None
     description: str = ""
+    # True when every stage's handle is a head edit with ``layer_factors`` (``handle.edit``):
+    # the group's configurations can then train in one trial pack (``jola_ray.train.pack``).
+    packs: bool = False
+    # For a method that packs: (its settings) -> why this configuration runs unpacked all the
+    # same (e.g. JoLA at another site than the heads), or None when it packs.
+    unpacked: Callable[[Any], str | None] | None = None
+
+    def unpacked_reason(self, cfg: Any) -> str | None:
+        """Why a configuration with settings ``cfg`` trains unpacked (None: it packs)."""
+        if not self.packs:
+            return f"method {self.name!r} runs unpacked (its edit does not pack)"
+        return self.unpacked(cfg) if self.unpacked is not None else None
 
     def fields(self) -> dict[str, dataclasses.Field]:
         """The config's fields by bare name (``temperature``)."""
@@ -123,15 +135,6 @@ class Method:
         if problems:
             return None, problems
         return self.config(**values), []
-
-
-def config_dict(cfg: Any) -> dict[str, Any]:
-    """A method config as a JSON-safe dict (tuples as lists), e.g. for a saved file's metadata."""
-    out = {}
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        out[f.name] = list(value) if isinstance(value, tuple) else value
-    return out
 
 
 class NoEdit:

@@ -15,16 +15,14 @@ the default here covers the projections where a bias would sit). Settings are
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from jola_ray.methods.base import Method, Stage, StageContext, config_dict
+from jola_ray.methods.base import Method, Stage, StageContext
+from jola_ray.methods.peft_handle import ADAPTER, PeftHandle, load_peft_file
 from jola_ray.settings import setting
 
 FORMAT = "jola_ray.bitfit/1"
-ADAPTER = "default"
 
 
 @dataclass
@@ -45,10 +43,11 @@ def _sites(model, cfg: BitFitSettings):
     return find_linear_sites(model, cfg.target_modules, cfg.layers)
 
 
-class BitFitHandle:
+class BitFitHandle(PeftHandle):
     """Bias vectors injected by peft into the chosen linear layers (``methods.base.Attached``)."""
 
     method = "bitfit"
+    FORMAT = FORMAT
 
     def __init__(self, model, cfg: BitFitSettings):
         from peft import BeftConfig
@@ -71,8 +70,7 @@ class BitFitHandle:
             from jola_ray.editing.sites import model_type_of
             from jola_ray.errors import UnsupportedModelError
 
-            for name, p in model.named_parameters():
-                p.requires_grad_(self._grad_flags.get(name, p.requires_grad))
+            self._restore_flags()
             raise UnsupportedModelError(
                 f"bitfit: cannot add biases to {model_type_of(model)!r} model layers "
                 f"{[s.name for s in sites[:3]]}...: {err}"
@@ -85,33 +83,13 @@ class BitFitHandle:
         for p in self.named_tensors().values():
             p.data = p.data.float()
 
-    def named_tensors(self) -> dict[str, Any]:
-        params = dict(self._model.named_parameters())
-        return {n: params[n] for n in self._names}
-
-    def parameters(self):
-        return iter(self.named_tensors().values())
-
-    def penalty(self, step: int, total_steps: int) -> None:
-        return None
-
     def remove(self) -> None:
         """Unwrap every layer (peft ``unload``: the added biases go) and restore the flags."""
         if self._tuner is None:
             return
         self._tuner.unload()
         self._tuner = None
-        for name, p in self._model.named_parameters():
-            if name in self._grad_flags:
-                p.requires_grad_(self._grad_flags[name])
-
-    @contextlib.contextmanager
-    def disabled(self):
-        self._tuner.disable_adapter_layers()
-        try:
-            yield
-        finally:
-            self._tuner.enable_adapter_layers()
+        self._restore_flags()
 
     def inspect(self):
         """One row per biased layer: its name, width and the norm of the learned bias."""
@@ -127,28 +105,6 @@ class BitFitHandle:
                 for n, p in self.named_tensors().items()
             ]
         )
-
-    def summary(self) -> dict[str, Any]:
-        return {}
-
-    def epoch_metrics(self) -> dict[str, float]:
-        return {}
-
-    def save(self, path: str | Path) -> Path:
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {n: p.detach().cpu().contiguous() for n, p in self.named_tensors().items()}
-        metadata = {
-            "format": FORMAT,
-            "method": self.method,
-            "model_type": str(getattr(self._model.config, "model_type", "?")),
-            "config": json.dumps(config_dict(self.config)),
-            **self._base_meta,  # the base model it was trained on (refused on another)
-        }
-        save_file(tensors, str(path), metadata=metadata)
-        return path
 
 
 @contextlib.contextmanager
@@ -174,39 +130,16 @@ def load(model, path: str | Path, *, any_model: bool = False) -> BitFitHandle:
     """Re-attach biases saved by ``BitFitHandle.save``; every tensor name and shape must fit,
     and the model must be the base model they were trained on (class and config fingerprint;
     ``any_model=True`` skips that check)."""
-    import torch
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    from jola_ray.editing import EditFileError
-    from jola_ray.editing.persist import check_base_model
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if meta.get("format") != FORMAT:
-        raise EditFileError(f"{path} is not a jola-ray BitFit file (format={meta.get('format')!r})")
-    refused = None  # checked on the bare model; reported after the shapes (the plainer fault)
-    if not any_model:
-        try:
-            check_base_model(model, meta, Path(path), "methods.bitfit.load(..., any_model=True)")
-        except EditFileError as err:
-            refused = err
-    handle = BitFitHandle(model, BitFitSettings(**json.loads(meta["config"])))
-    tensors = load_file(str(path))
-    own = handle.named_tensors()
-    if set(own) != set(tensors) or any(own[k].shape != tensors[k].shape for k in own):
-        handle.remove()
-        raise EditFileError(
-            f"{path} (saved for model type {meta.get('model_type')!r}) does not fit this model: "
-            f"the file holds {len(tensors)} bias tensors, the model takes {len(own)}"
-        )
-    if refused is not None:
-        handle.remove()
-        raise refused
-    with torch.no_grad():
-        for name, p in own.items():
-            p.copy_(tensors[name].to(device=p.device, dtype=p.dtype))
-    return handle
+    return load_peft_file(
+        model,
+        path,
+        fmt=FORMAT,
+        method="bitfit",
+        label="BitFit",
+        attach=lambda config: BitFitHandle(model, BitFitSettings(**config)),
+        tensors_word="bias tensors",
+        any_model=any_model,
+    )
 
 
 METHOD = Method(

@@ -56,15 +56,14 @@ def count(model, cfg: ITISettings) -> int:
 
 
 def load(model, path: str | Path):
-    from jola_ray.editing.hooked import check_geometry, load_state, read_metadata
+    from jola_ray.editing.hooked import load_hooked
     from jola_ray.editing.iti import ITIEdit
     from jola_ray.editing.sites import find_head_sites, model_type_of
 
-    config, geometry = read_metadata(path, "iti")
-    cfg = ITISettings(**config)
-    edit = ITIEdit(find_head_sites(model), cfg, model_type_of(model))
-    check_geometry(path, geometry, model, edit.geometry())
-    return load_state(edit, path).attach(model)
+    def build(cfg: ITISettings) -> ITIEdit:
+        return ITIEdit(find_head_sites(model), cfg, model_type_of(model))
+
+    return load_hooked(model, path, "iti", ITISettings, build)
 
 
 METHOD = Method(

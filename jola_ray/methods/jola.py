@@ -169,6 +169,14 @@ def _attach(ctx: StageContext) -> HeadEditHandle:
     return HeadEditHandle(edit, rule)
 
 
+def _unpacked(cfg: JoLASettings) -> str | None:
+    """Only the head site packs: the other sites' hooks edit whole-layer outputs with one
+    configuration's vectors (no packed form)."""
+    if cfg.site == "heads":
+        return None
+    return f"jola.site {cfg.site!r} runs unpacked (only jola.site 'heads' packs)"
+
+
 def _count(model, cfg: JoLASettings) -> int:
     from jola_ray.editing import count_edit_params
 
@@ -181,5 +189,7 @@ METHOD = Method(
     stages=lambda cfg: (Stage("main", _attach),),
     count=_count,
     load=lambda model, path: load_head_edit(model, path, _penalty_rule("fixed")),
+    packs=True,
+    unpacked=_unpacked,
     description="gated per-head scaling and bias, one stage, expected-L0 penalty",
 )

@@ -94,5 +94,6 @@ METHOD = Method(
     ),
     count=_count,
     load=lambda model, path: load_head_edit(model, path),
+    packs=True,
     description="stage 1 scaling + L1 picks the top-K heads, stage 2 trains their biases",
 )

@@ -16,16 +16,14 @@ spaces' LoRA configurations.
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from jola_ray.methods.base import Method, Stage, StageContext, config_dict
+from jola_ray.methods.base import Method, Stage, StageContext
+from jola_ray.methods.peft_handle import ADAPTER, PeftHandle, load_peft_file
 from jola_ray.settings import setting
 
 FORMAT = "jola_ray.lora/1"
-ADAPTER = "default"
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
 
 
@@ -60,10 +58,11 @@ def _peft_config(cfg: LoRASettings):
     )
 
 
-class LoRAHandle:
+class LoRAHandle(PeftHandle):
     """A LoRA adapter injected into a model (``methods.base.Attached``)."""
 
     method = "lora"
+    FORMAT = FORMAT
 
     def __init__(self, model, cfg: LoRASettings, seed: int | None):
         import torch
@@ -102,17 +101,6 @@ class LoRAHandle:
             del model.peft_config
         self._names = [n for n, p in model.named_parameters() if p.requires_grad]
 
-    def parameters(self):
-        params = dict(self._model.named_parameters())
-        return iter([params[n] for n in self._names])
-
-    def named_tensors(self) -> dict[str, Any]:
-        params = dict(self._model.named_parameters())
-        return {n: params[n] for n in self._names}
-
-    def penalty(self, step: int, total_steps: int) -> None:
-        return None
-
     def remove(self) -> None:
         """Unwrap every adapted layer (peft ``unload``); restore flags and trained biases."""
         import torch
@@ -127,20 +115,6 @@ class LoRAHandle:
                 if name in params:
                     params[name].copy_(value)
         self._restore_flags()
-
-    def _restore_flags(self) -> None:
-        for name, p in self._model.named_parameters():
-            if name in self._grad_flags:
-                p.requires_grad_(self._grad_flags[name])
-
-    @contextlib.contextmanager
-    def disabled(self):
-        """The base model's forward (DPO's reference): adapters switched off, then back on."""
-        self._tuner.disable_adapter_layers()
-        try:
-            yield
-        finally:
-            self._tuner.enable_adapter_layers()
 
     def inspect(self):
         """One row per adapted layer: its name, shape and the norm of ``B A`` (the update)."""
@@ -166,29 +140,6 @@ class LoRAHandle:
                 )
         return pd.DataFrame(rows)
 
-    def summary(self) -> dict[str, Any]:
-        return {}
-
-    def epoch_metrics(self) -> dict[str, float]:
-        return {}
-
-    def save(self, path: str | Path) -> Path:
-        """The adapter's tensors (by parameter name) and the metadata to re-attach it."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {n: p.detach().cpu().contiguous() for n, p in self.named_tensors().items()}
-        metadata = {
-            "format": FORMAT,
-            "method": self.method,
-            "model_type": str(getattr(self._model.config, "model_type", "?")),
-            "config": json.dumps(config_dict(self.config)),
-            **self._base_meta,  # the base model it was trained on (refused on another)
-        }
-        save_file(tensors, str(path), metadata=metadata)
-        return path
-
 
 def _attach(ctx: StageContext) -> LoRAHandle:
     return LoRAHandle(ctx.model, ctx.config, ctx.seed)
@@ -198,41 +149,17 @@ def load(model, path: str | Path, *, any_model: bool = False) -> LoRAHandle:
     """Re-attach an adapter saved by ``LoRAHandle.save``; every tensor name and shape must fit,
     and the model must be the base model it was trained on (its class and config fingerprint,
     as for head edits; ``any_model=True`` skips that check)."""
-    import torch
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    from jola_ray.editing import EditFileError
-    from jola_ray.editing.persist import check_base_model
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if meta.get("format") != FORMAT:
-        raise EditFileError(f"{path} is not a jola-ray LoRA file (format={meta.get('format')!r})")
-    refused = None  # checked on the bare model; reported after the shapes (the plainer fault)
-    if not any_model:
-        try:
-            check_base_model(model, meta, Path(path), "methods.lora.load(..., any_model=True)")
-        except EditFileError as err:
-            refused = err
-    cfg = LoRASettings(**json.loads(meta["config"]))
-    handle = LoRAHandle(model, cfg, seed=0)
-    tensors = load_file(str(path))
-    own = handle.named_tensors()
-    if set(own) != set(tensors) or any(own[k].shape != tensors[k].shape for k in own):
-        handle.remove()
-        raise EditFileError(
-            f"{path} (saved for model type {meta.get('model_type')!r}) does not fit this model: "
-            f"the file holds {len(tensors)} adapter tensors, the model takes {len(own)} "
-            "(different layers or shapes)"
-        )
-    if refused is not None:
-        handle.remove()
-        raise refused
-    with torch.no_grad():
-        for name, p in own.items():
-            p.copy_(tensors[name].to(device=p.device, dtype=p.dtype))
-    return handle
+    return load_peft_file(
+        model,
+        path,
+        fmt=FORMAT,
+        method="lora",
+        label="LoRA",
+        attach=lambda config: LoRAHandle(model, LoRASettings(**config), seed=0),
+        tensors_word="adapter tensors",
+        misfit_note=" (different layers or shapes)",
+        any_model=any_model,
+    )
 
 
 def count(model, cfg: LoRASettings) -> int:

@@ -57,16 +57,15 @@ def count(model, cfg: LoReFTSettings) -> int:
 
 
 def load(model, path: str | Path):
-    from jola_ray.editing.hooked import check_geometry, load_state, read_metadata
+    from jola_ray.editing.hooked import load_hooked
     from jola_ray.editing.loreft import LoReFTEdit
     from jola_ray.editing.sites import find_residual_sites, model_type_of
 
-    config, geometry = read_metadata(path, "loreft")
-    cfg = LoReFTSettings(**config)
-    sites = find_residual_sites(model, cfg.layers)
-    edit = LoReFTEdit(sites, cfg, model_type_of(model), *_positions(cfg))
-    check_geometry(path, geometry, model, edit.geometry())
-    return load_state(edit, path).attach(model)
+    def build(cfg: LoReFTSettings) -> LoReFTEdit:
+        sites = find_residual_sites(model, cfg.layers)
+        return LoReFTEdit(sites, cfg, model_type_of(model), *_positions(cfg))
+
+    return load_hooked(model, path, "loreft", LoReFTSettings, build)
 
 
 METHOD = Method(

@@ -34,15 +34,14 @@ def count(model, cfg: REDSettings) -> int:
 
 
 def load(model, path: str | Path):
-    from jola_ray.editing.hooked import check_geometry, load_state, read_metadata
+    from jola_ray.editing.hooked import load_hooked
     from jola_ray.editing.red import REDEdit
     from jola_ray.editing.sites import find_ffn_sites, model_type_of
 
-    config, geometry = read_metadata(path, "red")
-    cfg = REDSettings(**config)
-    edit = REDEdit(find_ffn_sites(model, cfg.layers), cfg, model_type_of(model))
-    check_geometry(path, geometry, model, edit.geometry())
-    return load_state(edit, path).attach(model)
+    def build(cfg: REDSettings) -> REDEdit:
+        return REDEdit(find_ffn_sites(model, cfg.layers), cfg, model_type_of(model))
+
+    return load_hooked(model, path, "red", REDSettings, build)
 
 
 METHOD = Method(

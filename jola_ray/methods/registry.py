@@ -56,20 +56,9 @@ def all_methods() -> list[Method]:
 
 def load_saved(model, path):
     """Re-attach a method saved with ``Attached.save`` (its metadata names the method)."""
-    from pathlib import Path
+    from jola_ray.editing.persist import EditFileError, read_file_metadata
 
-    from safetensors import safe_open
-
-    from jola_ray.editing import EditFileError
-
-    path = Path(path)
-    if not path.is_file():
-        raise EditFileError(f"edit file {path} does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as err:  # safetensors raises its own error types for corrupt files
-        raise EditFileError(f"edit file {path} is not a safetensors file: {err}") from None
+    meta = read_file_metadata(path)
     name = meta.get("method")
     if name not in MODULES or get(name).load is None:
         raise EditFileError(

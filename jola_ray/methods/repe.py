@@ -73,16 +73,15 @@ def count(model, cfg: RepESettings) -> int:
 
 
 def load(model, path: str | Path):
-    from jola_ray.editing.hooked import check_geometry, load_state, read_metadata
+    from jola_ray.editing.hooked import load_hooked
     from jola_ray.editing.repe import RepEEdit, resolve_layers
     from jola_ray.editing.sites import find_residual_sites, model_type_of
 
-    config, geometry = read_metadata(path, "repe")
-    cfg = RepESettings(**config)
-    sites = find_residual_sites(model, resolve_layers(model, cfg.layers))
-    edit = RepEEdit(sites, cfg, model_type_of(model))
-    check_geometry(path, geometry, model, edit.geometry())
-    return load_state(edit, path).attach(model)
+    def build(cfg: RepESettings) -> RepEEdit:
+        sites = find_residual_sites(model, resolve_layers(model, cfg.layers))
+        return RepEEdit(sites, cfg, model_type_of(model))
+
+    return load_hooked(model, path, "repe", RepESettings, build)
 
 
 METHOD = Method(

@@ -21,7 +21,7 @@ from typing import Any
 
 from analysis.load import RAY_OPEN, ray_statuses, resolve
 from jola_ray.errors import ConfigError
-from jola_ray.sweep import DEFAULT_MAKE_CONFIG, DEFAULT_RUN
+from jola_ray.sweep import DEFAULT_MAKE_CONFIG, DEFAULT_RUN, DEFAULT_RUN_PACK
 from jola_ray.sweep.space import TRIAL_KEY, SearchSpace, resolved_max_t, trial_of
 
 MARKER = "jola_sweep.json"
@@ -130,23 +130,67 @@ def _status(result, ray_status: str | None) -> str:
 
 
 def _statuses(results, exp_path: str) -> dict[str, str]:
-    """trial_id -> status for every trial Ray created."""
+    """trial_id -> status for every trial Ray created; a pack counts each configuration
+    (``<trial_id>_<k>``, from its member directory) as the trials table does."""
     ray_status = ray_statuses(exp_path)
     out = {}
     for result in results:
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name.rsplit("-", 1)[
             -1
         ]
-        out[trial_id] = _status(result, ray_status.get(trial_id))
+        status = _status(result, ray_status.get(trial_id))
+        trial = trial_of(result.config or {})
+        if "pack" not in trial:
+            out[trial_id] = status
+            continue
+        for k, member_status in enumerate(_member_statuses(result, trial, status)):
+            out[f"{trial_id}_{k}"] = member_status
     return out
 
 
-def _trainable(resources: dict, run_fn, make_config, metric: str = "dev_score"):
+def _member_statuses(result, trial: dict, pack_status: str) -> list[str]:
+    """Each member's status: finished if its rows say so, else the pack's when the pack did
+    not finish (errored, unfinished), else pruned (stopped inside the pack)."""
+    from analysis.load import read_result_rows
+    from jola_ray.sweep.packs import member_dirname
+    from jola_ray.sweep.space import members
+
+    fs, path = resolve(result.path)
+    parent, pack_name = path.rstrip("/").rsplit("/", 1)
+    out = []
+    for member in members(trial):
+        where = f"{parent}/{member_dirname(pack_name, member['hp']['config_name'])}"
+        try:
+            rows = read_result_rows(fs, where)
+        except (FileNotFoundError, OSError):
+            rows = []
+        if any(r.get("run_status") == "finished" for r in rows):
+            out.append("finished")
+        else:
+            out.append(pack_status if pack_status != "finished" else "pruned")
+    return out
+
+
+def _trainable(
+    resources: dict,
+    run_fn,
+    make_config,
+    metric: str = "dev_score",
+    pack_setup=None,
+    run_pack_fn=None,
+):
     from ray import tune
 
     from jola_ray.sweep.trainable import named_trainable, sweep_trial
 
-    fn = tune.with_parameters(sweep_trial, run_fn=run_fn, make_config=make_config, metric=metric)
+    fn = tune.with_parameters(
+        sweep_trial,
+        run_fn=run_fn,
+        make_config=make_config,
+        metric=metric,
+        pack_setup=pack_setup,
+        run_pack_fn=run_pack_fn or DEFAULT_RUN_PACK,
+    )
     fn = tune.with_resources(fn, {k: v for k, v in resources.items() if v})
     return named_trainable(fn)
 
@@ -165,6 +209,24 @@ def _scheduler(space: SearchSpace):
         reduction_factor=sch.reduction_factor,
         brackets=sch.brackets,
     )
+
+
+def _pack_setup(space: SearchSpace) -> dict | None:
+    """What a pack trial needs: the metric it reports for Tune and, under ASHA, its rungs
+    (successive halving inside the pack); None without packs."""
+    if not space.pack:
+        return None
+    sch = space.scheduler
+    rungs = None
+    if sch.type == "asha":
+        rungs = {
+            "metric": space.metric,
+            "mode": space.mode,
+            "grace_period": sch.grace_period,
+            "reduction_factor": sch.reduction_factor,
+            "max_t": resolved_max_t(space),
+        }
+    return {"metric": space.metric, "mode": space.mode, "rungs": rungs}
 
 
 def _new_tuner(
@@ -222,12 +284,14 @@ def run_sweep(
     reuse_actors: bool | None = None,
     metrics_export_port: int | None = None,
     log_to: list[str] | None = None,
+    run_pack_fn: str | Callable = DEFAULT_RUN_PACK,
     trust_experiment_dir: bool = False,
 ) -> SweepOutcome:
     """Run (or resume) the sweep of ``space``; see the module docstring.
 
     ``run_fn``/``make_config`` are what each trial runs (dotted paths or callables; stubs in
-    tests); ``scheduler`` replaces the space's (a comparison with Ray's pooled ASHA).
+    tests), ``run_pack_fn`` what a pack trial runs (``jola_ray.train.pack.run_pack``);
+    ``scheduler`` replaces the space's (a comparison with Ray's pooled ASHA).
     ``reuse_actors`` keeps worker processes between trials (default None: on GPU as on CPU),
     which saves each trial the import of torch/transformers/TRL (seconds) and, with the default
     run, the base model's load: the worker's ``jola_ray.train.resident.WORKER`` keeps the frozen
@@ -272,6 +336,7 @@ def run_sweep(
         return _run_locked(
             space, storage, name, exp_path, address, dashboard, run_fn, make_config, say,
             scheduler, reuse_actors, trust_experiment_dir, metrics_export_port, trackers,
+            run_pack_fn,
         )  # fmt: skip
     finally:
         lock.release()
@@ -280,6 +345,7 @@ def run_sweep(
 def _run_locked(
     space, storage, name, exp_path, address, dashboard, run_fn, make_config, say, scheduler,
     reuse_actors, trust_experiment_dir, metrics_export_port, trackers,
+    run_pack_fn=DEFAULT_RUN_PACK,
 ) -> SweepOutcome:  # fmt: skip
     from ray import tune
 
@@ -333,7 +399,9 @@ def _run_locked(
         if note:
             notes.append(note)
             say(note)
-        trainable = _trainable(resources, run_fn, make_config, space.metric)
+        trainable = _trainable(
+            resources, run_fn, make_config, space.metric, _pack_setup(space), run_pack_fn
+        )
         if reuse_actors is None:
             reuse_actors = True
         progress = SweepProgress(space.grid_size(), metric=space.metric, mode=space.mode)
@@ -351,7 +419,7 @@ def _run_locked(
                 "trials": space.grid_size(),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 # every grid point, so the report counts trials never started (analysis)
-                "grid": [grid_point(t) for t in space.trials()],
+                "grid": [grid_point(t) for t in space.member_trials()],  # configurations
             }
             try:
                 _write_text(f"{exp_path}/{MARKER}", json.dumps(marker, indent=2))
@@ -378,7 +446,8 @@ def _run_locked(
     if recovery.FailureGuard.storage_error:
         raise recovery.storage_error(recovery.FailureGuard.storage_error, exp_path)
     statuses = _statuses(results, exp_path)
-    return SweepOutcome(exp_path, statuses, wall, resumable, results, notes, space.grid_size())
+    configurations = len(space.member_trials())  # a pack is one trial of several
+    return SweepOutcome(exp_path, statuses, wall, resumable, results, notes, configurations)
 
 
 def summary_text(outcome: SweepOutcome) -> str:

@@ -79,6 +79,8 @@ class GroupedASHA(FIFOScheduler):
         return self._groups[group]
 
     def on_trial_add(self, tune_controller, trial: Trial):
+        if "pack" in trial_of(trial.config):
+            return  # never in a group's rungs: its members' rungs are inside the pack
         sub = self._sub(trial)
         sub.on_trial_add(tune_controller, trial)
         if trial.last_result and self.time_attr in trial.last_result:
@@ -97,6 +99,8 @@ class GroupedASHA(FIFOScheduler):
                 self.replayed += 1
 
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
+        if "pack" in trial_of(trial.config):
+            return TrialScheduler.CONTINUE  # a pack prunes its own members (sweep/packs.py)
         sub = self._groups[self._group_of[trial.trial_id]]
         action = sub.on_trial_result(tune_controller, trial, result)
         last = result.get(self.time_attr, 0) >= self.max_t

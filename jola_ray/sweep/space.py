@@ -11,6 +11,13 @@ plain dict per trial (handed to Ray as ``{"trial": tune.grid_search(trials)}``):
     {"task", "seed", "model", "method", <extra axes>, "hp": {"config_name", ...},
      "fixed": {...}, "group": "method=...|model=...|task=...|seed=..."}
 
+With ``pack`` set, the configurations of a group whose method packs (``Method.packs``), whose
+task trains with SFT and whose own settings pack (``unpacked_reason``: not JoLA at another site
+than the heads) become one trial per pack (at most ``pack`` configurations each; the others stay
+single trials):
+``{..., "hp": {"config_name": "d1+d2+..."}, "pack": [hp, hp, ...], ...}``; ``members(trial)``
+gives each configuration's own trial dict back (``jola_ray.sweep.packs``).
+
 Nothing here imports Ray: ``jola-ray sweep --dry-run`` answers before any cluster starts.
 """
 
@@ -33,7 +40,7 @@ TRIAL_KEY = "trial"
 # The axes every space has; extra axes (any RunConfig leaf) come from the ``axes`` mapping.
 CORE_AXES = ("task", "seed", "model", "method")
 # Keys of a trial dict that are not RunConfig leaves.
-TRIAL_KEYS = frozenset({"hp", "fixed", "group"})
+TRIAL_KEYS = frozenset({"hp", "fixed", "group", "pack"})
 SCHEDULER_TYPES = ("asha", "fifo")
 RESOURCE_KEYS = ("cpu", "gpu")
 
@@ -55,6 +62,7 @@ TOP_KEYS = {
     "max_concurrent_trials": "cap on trials running at once (default: as resources allow)",
     "max_failures": "retries of a failed trial from its last checkpoint (default 1)",
     "storage_path": "directory or URI (s3://, gs://) the experiment lands under",
+    "pack": "train a group's configurations together: true, a pack size, or false (default)",
 }
 
 
@@ -102,6 +110,7 @@ class SearchSpace:
     max_failures: int = 1
     storage_path: str | None = None
     description: str = ""
+    pack: int = 0  # configurations per trial pack (0: no packs)
 
     def trials(self) -> list[dict[str, Any]]:
         """One dict per grid point, in the ``params.json`` layout (see the module docstring).
@@ -135,9 +144,23 @@ class SearchSpace:
                         {"config_name": c["name"], **{k: v for k, v in c.items() if k != "name"}}
                         for c in self.configs.get(method, ())
                     ]
+                base = {**point, "fixed": dict(trial_fixed), "group": group}
+                packed = []
+                if self.pack and len(hps) > 1:
+                    packed = [hp for hp in hps if unpacked_reason({**base, "hp": hp}) is None]
+                if len(packed) > 1:
+                    for i in range(0, len(packed), self.pack):
+                        chunk = packed[i : i + self.pack]
+                        name = "+".join(str(h["config_name"]) for h in chunk)
+                        out.append({**base, "hp": {"config_name": name}, "pack": chunk})
+                    hps = [hp for hp in hps if not any(hp is p for p in packed)]
                 for hp in hps:
-                    out.append({**point, "hp": hp, "fixed": dict(trial_fixed), "group": group})
+                    out.append({**base, "hp": hp})
         return out
+
+    def member_trials(self) -> list[dict[str, Any]]:
+        """Every configuration's own trial dict (packs expanded): what the results show."""
+        return [m for t in self.trials() for m in members(t)]
 
     def grid_size(self) -> int:
         return len(self.trials())
@@ -152,6 +175,44 @@ class SearchSpace:
         }
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def members(trial: dict[str, Any]) -> list[dict[str, Any]]:
+    """A pack trial's member trial dicts (each as it would be unpacked), or ``[trial]``."""
+    trial = trial_of(trial)
+    if "pack" not in trial:
+        return [trial]
+    base = {k: v for k, v in trial.items() if k not in ("pack", "hp")}
+    return [{**base, "hp": dict(hp)} for hp in trial["pack"]]
+
+
+def unpacked_reason(trial: dict[str, Any]) -> str | None:
+    """Why one configuration's trial dict trains unpacked under ``pack``, or None when it packs:
+    its method does not pack (``Method.packs``), its task trains with preferences (DPO), or its
+    own settings run unpacked (``Method.unpacked``: JoLA at another site than the heads).
+    Unknown tasks count as SFT and invalid settings as packing: their checks report them."""
+    from jola_ray.methods import registry
+
+    trial = trial_of(trial)
+    method = registry.get(trial["method"])
+    if not method.packs:
+        return method.unpacked_reason(None)
+    try:
+        from jola_ray.data import get_task
+
+        training = get_task(trial["task"]).training
+    except Exception:  # data layer absent or unknown task (reported by _check_tasks)
+        training = "sft"
+    if training != "sft":
+        return f"task {trial['task']} trains with {training} (packs train SFT tasks)"
+    if method.unpacked is None:
+        return None
+    prefix = f"{method.name}."
+    flat = run_config_dict(trial)
+    cfg, problems = method.build_config(
+        {k[len(prefix) :]: v for k, v in flat.items() if k.startswith(prefix)}
+    )
+    return None if problems else method.unpacked_reason(cfg)
 
 
 def group_key(point: dict[str, Any], extra_names: list[str] | tuple[str, ...] = ()) -> str:
@@ -342,6 +403,16 @@ def parse_space(
         bad("storage_path", f"{storage!r} must be a directory path or a URI")
         storage = None
     description = raw.get("description", "")
+    pack_raw = raw.get("pack", False)
+    pack = 0
+    if pack_raw is True:
+        pack = max((len(c) for c in configs.values()), default=1)
+    elif pack_raw is False or pack_raw is None:
+        pack = 0
+    elif _is_int(pack_raw) and pack_raw >= 1:
+        pack = int(pack_raw) if pack_raw > 1 else 0
+    else:
+        bad("pack", f"{pack_raw!r} must be true, false or a pack size (an integer >= 1)")
 
     if check_registry:
         from jola_ray.sweep.preflight import check_metric, check_models
@@ -368,6 +439,7 @@ def parse_space(
         max_failures=int(max_failures),
         storage_path=storage,
         description=str(description or ""),
+        pack=pack,
     )
     if check_registry:
         problems += _check_run_configs(space)
@@ -585,7 +657,7 @@ def _check_run_configs(space: SearchSpace) -> list[str]:
     if run_config is None:
         return []
     seen: dict[str, None] = {}
-    for trial in space.trials():
+    for trial in space.member_trials():
         where = f"config {trial['hp']['config_name']}"
         if trial["model"] in space.model_overrides:
             where += f" (model {trial['model']})"
@@ -615,7 +687,7 @@ def resolved_max_t(space: SearchSpace) -> int:
     """ASHA's max_t: the space's, else the largest number of epochs of any trained trial."""
     if space.scheduler.max_t is not None:
         return space.scheduler.max_t
-    epochs = [trial_epochs(t) for t in space.trials() if catalog.is_tuned(t["method"])]
+    epochs = [trial_epochs(t) for t in space.member_trials() if catalog.is_tuned(t["method"])]
     known = [e for e in epochs if e is not None]
     return max(known) if known else 1
 
@@ -623,7 +695,7 @@ def resolved_max_t(space: SearchSpace) -> int:
 def _check_max_t(space: SearchSpace) -> list[str]:
     if space.scheduler.max_t is not None:
         return []
-    trained = [t for t in space.trials() if catalog.is_tuned(t["method"])]
+    trained = [t for t in space.member_trials() if catalog.is_tuned(t["method"])]
     if trained and all(trial_epochs(t) is None for t in trained):
         return ["scheduler.max_t: absent and no epochs in fixed/configs; give one of them"]
     max_t = resolved_max_t(space)
@@ -640,7 +712,12 @@ def describe(space: SearchSpace) -> str:
     trials = space.trials()
     lines = [
         f"search space {space.name!r} ({space.source})",
-        f"grid size: {len(trials)} trials",
+        f"grid size: {len(trials)} trials"
+        + (
+            f" ({len(space.member_trials())} configurations; packs of up to {space.pack})"
+            if any("pack" in t for t in trials)
+            else ""
+        ),
         f"  tasks   ({len(space.tasks)}): {', '.join(space.tasks)}",
         f"  seeds   ({len(space.seeds)}): {', '.join(map(str, space.seeds))}",
         f"  models  ({len(space.models)}): {', '.join(space.models)}",
@@ -659,6 +736,14 @@ def describe(space: SearchSpace) -> str:
         lines.append(f"  {model}: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     per_method = {m: sum(t["method"] == m for t in trials) for m in space.methods}
     lines.append("  trials per method: " + ", ".join(f"{m}={n}" for m, n in per_method.items()))
+    if space.pack:
+        unpacked: dict[str, int] = {}
+        for t in trials:
+            reason = None if "pack" in t else unpacked_reason(t)
+            if reason is not None and catalog.is_tuned(t["method"]):
+                unpacked[reason] = unpacked.get(reason, 0) + 1
+        for reason, n in sorted(unpacked.items()):
+            lines.append(f"  unpacked: {n} trials: {reason}")
     groups = {t["group"] for t in trials}
     sch = space.scheduler
     if sch.type == "asha":

@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import tempfile
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -27,8 +28,8 @@ from typing import Any
 from ray import tune
 
 from jola_ray.errors import StorageError
-from jola_ray.sweep import DEFAULT_MAKE_CONFIG, DEFAULT_RUN
-from jola_ray.sweep.space import run_config_dict, trial_of
+from jola_ray.sweep import DEFAULT_MAKE_CONFIG, DEFAULT_RUN, DEFAULT_RUN_PACK
+from jola_ray.sweep.space import members, run_config_dict, trial_of
 
 # Live metrics: result key -> Gauge name (exported as ray_<name> to Prometheus).
 GAUGES = {
@@ -170,15 +171,18 @@ def sweep_trial(
     run_fn: str | Callable = DEFAULT_RUN,
     make_config: str | Callable = DEFAULT_MAKE_CONFIG,
     metric: str = "dev_score",
+    pack_setup: dict | None = None,
+    run_pack_fn: str | Callable = DEFAULT_RUN_PACK,
 ) -> None:
-    """Run one trial of the sweep (called by Ray Tune in a worker process).
+    """Run one trial of the sweep (called by Ray Tune in a worker process): one run, or for a
+    pack trial (``"pack"`` in its dict) one ``run_pack`` over its members.
 
     A failure the driver must know about (storage full, a permanent error) is first reported
     as a marker result, then raised (``recovery``)."""
     from jola_ray.sweep import recovery
 
     try:
-        _sweep_trial(config, run_fn, make_config)
+        _sweep_trial(config, run_fn, make_config, pack_setup, run_pack_fn)
     except Exception as err:
         kind = recovery.classify(err)
         if kind is not None:
@@ -186,7 +190,7 @@ def sweep_trial(
         raise
 
 
-def _sweep_trial(config: dict[str, Any], run_fn, make_config) -> None:
+def _sweep_trial(config: dict[str, Any], run_fn, make_config, pack_setup, run_pack_fn) -> None:
     import ray
 
     from jola_ray.sweep import recovery
@@ -199,6 +203,9 @@ def _sweep_trial(config: dict[str, Any], run_fn, make_config) -> None:
         # Tune moved the worker into the trial directory; relative paths in the run config
         # (data_dir, a local model) mean the worker's own working directory.
         os.chdir(orig_cwd)
+    if "pack" in trial_of(config):
+        _pack_trial(trial_of(config), resolve(run_pack_fn), resolve(make_config), pack_setup or {})
+        return
     flat = run_config_dict(config)
     if "output_dir" not in flat:
         flat["output_dir"] = os.path.join(tune.get_context().get_trial_dir(), "run")
@@ -230,3 +237,88 @@ def _sweep_trial(config: dict[str, Any], run_fn, make_config) -> None:
         recovery.run_with_fallback(run, cfg, report, tune.get_checkpoint(), warn)
     finally:
         gauges.close()
+
+
+def _pack_trial(trial: dict, run_pack: Callable, make_config: Callable, setup: dict):
+    """One pack trial: its members trained together, each writing its own trial directory
+    (``jola_ray.sweep.packs``); the pack's checkpoint (every member's state) goes to Tune."""
+    from ray.train._internal.session import get_storage
+
+    from jola_ray.sweep import recovery
+    from jola_ray.sweep.packs import MemberRecords, SuccessiveHalving, member_dirname
+
+    trial_dir = tune.get_context().get_trial_dir()
+    storage = get_storage()
+    trial_id = tune.get_context().get_trial_id()
+    pack_name = os.path.basename(storage.trial_fs_path.rstrip("/"))
+    member_dicts = members(trial)
+    cfgs, records = [], []
+    for k, member in enumerate(member_dicts):
+        name = member["hp"]["config_name"]
+        flat = run_config_dict(member)
+        flat.setdefault("output_dir", os.path.join(trial_dir, "members", name))
+        cfgs.append(make_config(flat))
+        records.append(
+            MemberRecords(
+                storage.storage_filesystem,
+                f"{storage.experiment_fs_path}/{member_dirname(pack_name, name)}",
+                {**member, "pack_trial": trial_id},
+                f"{trial_id}_{k}",
+            )
+        )
+    experiment = tune.get_context().get_experiment_name()
+    gauges = [TrialGauges(m, experiment=experiment) for m in member_dicts]
+    rungs = setup.get("rungs")
+    prune = SuccessiveHalving(**rungs) if rungs else None
+    metric, sign = setup.get("metric", "dev_score"), -1 if setup.get("mode") == "min" else 1
+
+    def report(rows: dict[int, dict], checkpoint_dir: str) -> None:
+        statuses = {}
+        for k, row in rows.items():
+            records[k].write(row)
+            gauges[k].update(row)
+            if row.get("run_status") == "finished":
+                records[k].finish(str(cfgs[k].output_dir) + "/final")
+            statuses[member_dicts[k]["hp"]["config_name"]] = row.get("run_status")
+        finished = all(r.get("run_status") == "finished" for r in rows.values())
+        values = [r[metric] for r in rows.values() if isinstance(r.get(metric), (int, float))]
+        summary = {
+            # Tune wants the metric in every result: the best member's (ASHA skips packs)
+            metric: sign * max(sign * v for v in values) if values else float("nan"),
+            "epoch": max(int(r.get("epoch", 0)) for r in rows.values()),
+            "pack_size": len(cfgs),
+            "pack_reported": statuses,
+            "run_status": "finished" if finished else "running",
+        }
+        try:
+            tune.report(summary, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+        except OSError as err:
+            if recovery.is_storage_error(err):  # the driver names the storage and the way on
+                raise StorageError(f"a pack checkpoint could not be written: {err}") from err
+            raise
+
+    checkpoint = tune.get_checkpoint()
+    try:
+        if checkpoint is None:
+            run_pack(cfgs, report=report, pack_dir=os.path.join(trial_dir, "pack"), prune=prune)
+            return
+        with tempfile.TemporaryDirectory(prefix="jola-resume-") as resume_dir:
+            checkpoint.to_directory(resume_dir)
+            run_pack(
+                cfgs,
+                report=report,
+                resume_from=resume_dir,
+                pack_dir=os.path.join(trial_dir, "pack"),
+                prune=prune,
+            )
+    except Exception as err:
+        import traceback
+
+        text = f"pack trial {trial_id} failed:\n{traceback.format_exc()}"
+        for rec in records:
+            if not any(r.get("run_status") == "finished" for r in rec.rows):
+                rec.error(text)
+        raise err
+    finally:
+        for g in gauges:
+            g.close()

@@ -78,6 +78,10 @@ def test_quick_cpu_run_writes_every_key(tmp_path):
     steps = tiny["trial_steps_per_s"]
     assert set(steps) == {"1", "2"} and all(_positive(v) for v in steps.values()), steps
     assert tiny["packing_gain"]["2"] == pytest.approx(steps["2"] / steps["1"])
+    packed = tiny["pack_trial_steps_per_s"]  # one pack of K configurations, K trial-steps a step
+    assert set(packed) == {"1", "2"} and all(_positive(v) for v in packed.values()), packed
+    assert tiny["pack_vs_processes"]["2"] == pytest.approx(packed["2"] / steps["2"])
+    assert "one pack of K" in out.with_suffix(".md").read_text()
     meta = result["meta"]
     assert meta["versions"]["torch"] == torch.__version__
     assert "benchmarks.run" in meta["command"] and "--quick" in meta["command"]

@@ -120,6 +120,25 @@ def metrics_run(cfg: dict, report, resume_from: str | None = None) -> dict:
     return final
 
 
+def run_pack_failing_once(cfgs, report=None, resume_from=None, **kwargs):
+    """The real ``run_pack``, whose worker dies after the pack's first checkpoint on the first
+    attempt (a marker file beside the pack's directory remembers it); Tune retries the trial
+    from that checkpoint."""
+    from pathlib import Path
+
+    from jola_ray.train.pack import run_pack
+
+    marker = Path(kwargs["pack_dir"]).parent / "failed_once"
+
+    def dying(rows, checkpoint_dir):
+        report(rows, checkpoint_dir)
+        if not marker.exists():
+            marker.write_text("1")
+            raise RuntimeError("simulated worker failure after the first pack checkpoint")
+
+    return run_pack(cfgs, report=dying, resume_from=resume_from, **kwargs)
+
+
 def permanent_run(cfg: dict, report, resume_from: str | None = None) -> dict:
     """Fails for task ``demo_b`` with a failure that repeats identically (a non-finite loss at
     the same seed); each attempt appends a line to ``attempts_file``."""

@@ -1,0 +1,269 @@
+"""Trial packs: K configurations trained together equal each configuration trained alone.
+
+The reference is the single-configuration path (``jola_ray.train.run``, TRL's trainer with the
+global RNG's gate noise); the pack must reproduce every member's per-step losses, per-epoch
+rows and final edit (relative tolerance 1e-5, fp32, tiny models), for JoLA and LoFiT.
+"""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from jola_ray.errors import ConfigError, TrainingError
+from jola_ray.train import RunConfig, run
+from jola_ray.train import pack as pack_mod
+from jola_ray.train import trainer as trainer_mod
+from jola_ray.train.pack import pack_problems, run_pack
+
+from .conftest import TINY
+
+BASE = {**TINY, "epochs": 3}
+# Members differ in what a group's configurations differ in: rate, schedule and its profile,
+# early stopping, weight decay, clipping, per-example gate noise, penalty weight.
+HPS = [
+    {"lr": 5e-3},
+    {"lr": 2e-2, "lr_schedule": "cosine", "profile": "reference-code"},
+    {"lr": 1e-2, "patience": 1, "weight_decay": 0.1, "max_grad_norm": 0.05},
+]
+METHOD_HPS = {  # each method's own settings vary too
+    "jola": [{}, {"jola.per_example_gates": True}, {"jola.gate_lambda": 0.01}],
+    # the gate ablations (one shared gate per head; no gates) and the parts ablations
+    "jola_gates": [
+        {"jola.gates": "shared"},
+        {"jola.gates": "none", "jola.parts": "mul"},
+        {"jola.gates": "shared", "jola.parts": "add", "jola.per_example_gates": True},
+    ],
+    "lofit": [{}, {"lofit.l1_lambda": 5e-3}, {"lofit.stage1_lr": 3e-2, "lofit.top_k": 2}],
+}
+VOLATILE = {"cost_wall_s", "cost_gpu_s", "cost_peak_mem_gb", "s1_wall_s", "pack_size"}
+VOLATILE |= {"cost_shared"}
+
+
+def _cfgs(tmp_path, prefix, method, hps=None):
+    if hps is None:
+        hps = [{**h, **own} for h, own in zip(HPS, METHOD_HPS[method], strict=True)]
+        method = method.split("_gates")[0]
+    return [
+        RunConfig.from_dict(
+            {**BASE, "method": method, **h, "output_dir": str(tmp_path / f"{prefix}{i}")}
+        )
+        for i, h in enumerate(hps)
+    ]
+
+
+def _close(a, b, where):
+    if isinstance(a, float) and isinstance(b, float):
+        if math.isnan(a) and math.isnan(b):
+            return
+        assert b == pytest.approx(a, rel=1e-5, abs=1e-7), where
+    else:
+        assert a == b, where
+
+
+def _same_rows(alone, packed, who):
+    assert len(alone) == len(packed), who
+    for ra, rb in zip(alone, packed, strict=True):
+        for key, value in ra.items():
+            if key not in VOLATILE:
+                _close(value, rb[key], f"{who} epoch {ra['epoch']} {key}")
+
+
+def _same_edit(dir_a, dir_b, who):
+    a, b = load_file(str(dir_a / "edit.safetensors")), load_file(str(dir_b / "edit.safetensors"))
+    assert sorted(a) == sorted(b), who
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-7, msg=f"{who} {key}")
+
+
+@pytest.fixture
+def step_losses(monkeypatch):
+    """Per optimizer step task losses: the single trainer's (one list per run) and each pack
+    member's (member -> list), read from what each loss computation logged."""
+    record = {"alone": [], "packed": {}}
+    original = trainer_mod.EditTrainerMixin.compute_loss
+
+    def alone(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        out = original(self, model, inputs, return_outputs, num_items_in_batch)
+        if model.training:
+            record["alone"][-1].append(self._metrics["train"]["task_loss"][-1])
+        return out
+
+    monkeypatch.setattr(trainer_mod.EditTrainerMixin, "compute_loss", alone)
+    make = pack_mod.make_pack_trainer_class
+
+    def make_recording():
+        cls = make()
+
+        class Recording(cls):
+            def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+                live = list(self.pack.live) if model.training else []
+                out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+                for k in live:
+                    logged = self.pack_members[k].logs["task_loss"][-1]
+                    record["packed"].setdefault(k, []).append(logged)
+                return out
+
+        return Recording
+
+    monkeypatch.setattr(pack_mod, "make_pack_trainer_class", make_recording)
+    return record
+
+
+def _run_alone(cfgs, record):
+    rows = []
+    for cfg in cfgs:
+        record["alone"].append([])
+        reports = []
+        run(cfg, report=lambda m, d, reports=reports: reports.append(dict(m)))
+        rows.append(reports)
+    return rows
+
+
+def _run_packed(cfgs, tmp_path, **kw):
+    rows = {k: [] for k in range(len(cfgs))}
+
+    def report(members, checkpoint_dir):
+        for k, metrics in members.items():
+            rows[k].append(dict(metrics))
+
+    final = run_pack(cfgs, report=report, pack_dir=tmp_path / "pack", **kw)
+    return rows, final
+
+
+@pytest.mark.parametrize("method", ["jola", "jola_gates", "lofit"])
+def test_packed_members_equal_their_single_runs(tmp_path, method, step_losses):
+    alone_cfgs = _cfgs(tmp_path, "alone", method)
+    packed_cfgs = _cfgs(tmp_path, "packed", method)
+    alone = _run_alone(alone_cfgs, step_losses)
+    packed, final = _run_packed(packed_cfgs, tmp_path)
+
+    for k in range(len(HPS)):
+        who = f"{method} member {k}"
+        # per-step losses (LoFiT: stage 1's steps, then stage 2's)
+        steps = step_losses["alone"][k]
+        assert len(steps) >= 4 and steps == pytest.approx(step_losses["packed"][k], rel=1e-5), who
+        _same_rows(alone[k], packed[k][:-1] + [final[k]], who)  # epoch rows, then the final
+        _same_edit(Path(alone_cfgs[k].output_dir), Path(packed_cfgs[k].output_dir), who)
+        files = {p.name for p in (Path(packed_cfgs[k].output_dir) / "final").iterdir()}
+        assert {"metrics.json", "predictions.jsonl", "gates.csv", "edit.safetensors"} <= files
+        assert final[k]["pack_size"] == len(HPS) and final[k]["cost_shared"] is True
+    if method.startswith("jola"):  # the per-epoch gate statistics, per part and layer
+        parts = [("add", "mul"), ("mul",), ("add",)] if method == "jola_gates" else [("add", "mul")]
+        for k in range(len(HPS)):
+            want = {
+                f"open_gate_fraction_{p}_l{layer}"
+                for p in parts[k % len(parts)]
+                for layer in (0, 1)
+            }
+            for row in packed[k][:-1]:
+                stats = {key for key in row if key.startswith("open_gate_fraction_")}
+                assert stats == want | {f"open_gate_fraction_{p}" for p in parts[k % len(parts)]}
+                assert stats <= set(alone[k][0]), f"member {k}: the single run's records"
+    # the members really differ (not one configuration three times) and one stopped early
+    assert len({round(f["train_loss"], 6) for f in final}) == len(HPS)
+    assert len(alone[2]) < len(alone[0])
+
+
+def test_members_see_the_same_examples_in_the_same_order_and_the_stack_shrinks(tmp_path):
+    """Every packed forward's K slices are one batch, the single run's batch of that step; a
+    member that stops early leaves the stack (the forward gets B rows smaller)."""
+    seen = {"alone": [], "packed": []}
+
+    def recorder(key):
+        def hook(module, args, kwargs):
+            if module.training:
+                seen[key].append(kwargs["input_ids"].clone())
+
+        return hook
+
+    from jola_ray.train import loading
+
+    original = loading.load_model_and_tokenizer
+    key = {"now": "alone"}
+
+    def load(cfg):
+        model, tok, device = original(cfg)
+        model.register_forward_pre_hook(recorder(key["now"]), with_kwargs=True)
+        return model, tok, device
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(loading, "load_model_and_tokenizer", load)
+    try:
+        run(_cfgs(tmp_path, "alone", "jola")[0])
+        key["now"] = "packed"
+        run_pack(_cfgs(tmp_path, "packed", "jola"), pack_dir=tmp_path / "pack")
+    finally:
+        mp.undo()
+    batch = BASE["batch_size"]
+    alone, packed = seen["alone"], seen["packed"]
+    assert len(packed) == len(alone)  # member 0 trains every epoch: one forward per step
+    rows = [p.shape[0] for p in packed]
+    assert rows[0] == 3 * batch and rows[-1] == 2 * batch  # member 2 stopped (patience 1)
+    for single, stacked in zip(alone, packed, strict=True):
+        for s in stacked.split(batch):
+            assert torch.equal(s, single)
+    assert len({tuple(b.flatten().tolist()) for b in alone}) > 1  # batches change step to step
+
+
+def test_a_killed_pack_resumes_to_the_same_results(tmp_path):
+    cfgs = _cfgs(tmp_path, "whole", "jola")
+    _, whole = _run_packed(cfgs, tmp_path / "a")
+
+    checkpoints = []
+
+    def dying(members, checkpoint_dir):
+        checkpoints.append(checkpoint_dir)
+        if len(checkpoints) == 2:
+            raise RuntimeError("simulated preemption")
+
+    cut = _cfgs(tmp_path, "cut", "jola")
+    with pytest.raises(RuntimeError, match="preemption"):
+        run_pack(cut, report=dying, pack_dir=tmp_path / "b")
+    assert json.loads((Path(checkpoints[-1]) / "pack_state.json").read_text())["live"]
+    resumed = run_pack(cut, resume_from=checkpoints[-1], pack_dir=tmp_path / "b")
+    for k, (a, b) in enumerate(zip(whole, resumed, strict=True)):
+        for key, value in a.items():
+            if key not in VOLATILE:
+                _close(value, b[key], f"member {k} {key}")
+        _same_edit(Path(cfgs[k].output_dir), Path(cut[k].output_dir), f"member {k}")
+
+
+def test_pruned_members_leave_the_stack_without_a_test(tmp_path):
+    decisions = []
+
+    def prune(epoch, rows):
+        decisions.append((epoch, sorted(rows)))
+        return {1} if epoch == 1 else set()
+
+    rows, final = _run_packed(_cfgs(tmp_path, "p", "jola"), tmp_path, prune=prune)
+    assert decisions[0] == (1, [0, 1, 2])  # every live member's row reaches the rung
+    assert final[1] is None and final[0]["run_status"] == "finished"
+    assert [r["epoch"] for r in rows[1]] == [1]  # pruned after its first epoch
+    assert not (tmp_path / "p1" / "final").exists()
+
+
+def test_members_that_cannot_share_a_pack_are_refused(tmp_path):
+    cfgs = _cfgs(tmp_path, "x", "jola")
+    cfgs[1] = RunConfig.from_dict({**BASE, "batch_size": 2, "output_dir": str(tmp_path / "y")})
+    problems = pack_problems(cfgs)
+    assert any(p.startswith("batch_size") for p in problems)
+    with pytest.raises(ConfigError, match="batch_size"):
+        run_pack(cfgs, pack_dir=tmp_path / "pack")
+    zero = _cfgs(tmp_path, "z", "zero_shot", hps=[{}, {}])
+    assert any("runs unpacked" in p for p in pack_problems(zero))
+    ffn = _cfgs(tmp_path, "f", "jola", hps=[{}, {"jola.site": "ffn"}])
+    assert pack_problems(ffn) == ["jola.site 'ffn' runs unpacked (only jola.site 'heads' packs)"]
+    with pytest.raises(ConfigError, match="jola.site 'ffn' runs unpacked"):
+        run_pack(ffn, pack_dir=tmp_path / "pack")
+
+
+def test_out_of_memory_names_the_pack_size(tmp_path):
+    def oom(members, checkpoint_dir):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    with pytest.raises(TrainingError, match=r"pack of 3 configurations.*pack: 1"):
+        run_pack(_cfgs(tmp_path, "o", "jola"), report=oom, pack_dir=tmp_path / "pack")
