@@ -4,13 +4,14 @@ import math
 
 import pandas as pd
 
-from analysis.ledger import ledger
+from analysis.ledger import compute_ledger
 
 
 def test_ledger_marks_pack_shared_seconds():
     trials = pd.DataFrame(
         {
             "task": ["t", "t", "t", "u"],
+            "method": ["jola"] * 4,
             "status": ["finished", "pruned", "finished", "finished"],
             "epochs_run": [4.0, 2.0, 4.0, 4.0],
             "max_epochs": [4.0, 4.0, 4.0, 4.0],
@@ -20,7 +21,7 @@ def test_ledger_marks_pack_shared_seconds():
             "pack_size": [2.0, 2.0, math.nan, math.nan],
         }
     )
-    table = ledger(trials).set_index("task")
+    table = compute_ledger(trials).set_index("task")
     assert table.loc["t", "pack_shared"] == 2 and table.loc["u", "pack_shared"] == 0
     assert table.loc["t", "source"] == "time_total_s (wall), pack-shared"
     assert table.loc["u", "source"] == "time_total_s (wall)"
