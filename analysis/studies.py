@@ -398,6 +398,8 @@ def sparsity_tables(
     parts = [p for p in PARTS if "closed_" + p in per_trial.columns]
     tables = []
     for key, part in per_trial.groupby(split, sort=True, dropna=False):
+        if not part[["closed_" + p for p in parts]].notna().any().any():
+            continue  # a method without gates (LoRA, BitFit, ...): nothing to tabulate
         key = key if isinstance(key, tuple) else (key,)
         where = dict(zip(split, key, strict=True))
         mask = pd.Series(True, index=selected.index)

@@ -11,6 +11,7 @@ import math
 import os
 import statistics
 
+import pandas as pd
 import pytest
 
 from analysis.load import load_experiments
@@ -396,3 +397,23 @@ def test_data_size_values_in_numeric_order(tmp_path, fake):
     [table] = [t for t in rep["tables"] if t.slug.startswith("data_size")]
     assert table.header == ["Method", "train_size=16", "train_size=32", "train_size=128"]
     assert [c.text for c in table.rows[0]] == ["JoLA", "8.0", "16.0", "64.0"]
+
+
+def test_sparsity_leaves_out_methods_without_gates():
+    """A method that records no gate statistic (LoRA, BitFit, ...) gets no sparsity table."""
+    from analysis.studies import sparsity_tables
+
+    rows = [
+        ("jola", "t1", 1, 10.0, 20.0, 7.0),
+        ("jola", "t1", 2, 30.0, 40.0, 8.0),
+        ("lora", "t1", 1, math.nan, math.nan, 0.0),
+        ("lora", "t1", 2, math.nan, math.nan, 0.0),
+    ]
+    per_trial = pd.DataFrame(
+        rows, columns=["method", "task", "seed", "closed_add", "closed_mul", "num_selected_heads"]
+    ).assign(model="m")
+    selected = per_trial[["method", "model", "task", "seed"]]
+    trials = selected.assign(status="finished")
+    tables = sparsity_tables(per_trial, selected, trials)
+    assert [t.slug for t in tables] == ["sparsity_jola_m"]
+    assert tables[0].rows[0][1].mean == 20.0  # mean of 10 and 30
