@@ -392,23 +392,9 @@ class _Pack:
             len(trainer.train_dataset), ctx0.cfg.batch_size, ctx0.cfg.grad_accum_steps
         )
         for m, lr in zip(self.members, lrs, strict=True):
-            cfg = m.cfg
-            total = spe * cfg.epochs
-            m.schedule = LRSchedule(
-                cfg.lr_schedule,
-                steps_per_epoch=spe,
-                total_steps=total,
-                warmup_steps=cfg.warmup_steps,
-                warmup_epochs=cfg.warmup_epochs,
-                decay_lambda=cfg.lr_decay_lambda,
-                decay_rate=cfg.lr_decay_rate,
-                cycle_epochs=cfg.lr_cycle_epochs,
-                cycle_min_ratio=cfg.lr_cycle_min_ratio,
-                adaptive_factor=cfg.lr_adaptive_factor,
-                adaptive_patience=cfg.lr_adaptive_patience,
-            )
+            m.schedule = LRSchedule.for_run(m.cfg, spe)
             m.lr0 = lr
-            m.penalty_fn = pipeline._penalty_fn(m.handle, total)
+            m.penalty_fn = pipeline._penalty_fn(m.handle, spe * m.cfg.epochs)
             m.logs = {"task_loss": [], "penalty": []}
         trainer.pack = packed
         trainer.pack_members = self.members

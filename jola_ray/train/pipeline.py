@@ -341,21 +341,7 @@ def _train_stage(
         """The stage's schedule and penalty, from the rows the trainer kept (known only inside
         its constructor; the SFT rows are fitted to max_length already, so none is dropped)."""
         spe = steps_per_epoch(num_rows, cfg.batch_size, cfg.grad_accum_steps)
-        total = spe * cfg.epochs
-        schedule = LRSchedule(
-            cfg.lr_schedule,
-            steps_per_epoch=spe,
-            total_steps=total,
-            warmup_steps=cfg.warmup_steps,
-            warmup_epochs=cfg.warmup_epochs,
-            decay_lambda=cfg.lr_decay_lambda,
-            decay_rate=cfg.lr_decay_rate,
-            cycle_epochs=cfg.lr_cycle_epochs,
-            cycle_min_ratio=cfg.lr_cycle_min_ratio,
-            adaptive_factor=cfg.lr_adaptive_factor,
-            adaptive_patience=cfg.lr_adaptive_patience,
-        )
-        return schedule, _penalty_fn(handle, total)
+        return LRSchedule.for_run(cfg, spe), _penalty_fn(handle, spe * cfg.epochs)
 
     with _allow_quantized_training(ctx.model, quantized), reference_off:
         trainer = trainer_cls(

@@ -59,6 +59,24 @@ class LRSchedule:
         self.best_dev_loss = math.inf
         self.stalled_epochs = 0
 
+    @classmethod
+    def for_run(cls, cfg, steps_per_epoch: int) -> LRSchedule:
+        """The schedule a run config's ``lr_*``/``warmup_*`` settings name, over its epochs
+        (the single run and every member of a trial pack build theirs here)."""
+        return cls(
+            cfg.lr_schedule,
+            steps_per_epoch=steps_per_epoch,
+            total_steps=steps_per_epoch * cfg.epochs,
+            warmup_steps=cfg.warmup_steps,
+            warmup_epochs=cfg.warmup_epochs,
+            decay_lambda=cfg.lr_decay_lambda,
+            decay_rate=cfg.lr_decay_rate,
+            cycle_epochs=cfg.lr_cycle_epochs,
+            cycle_min_ratio=cfg.lr_cycle_min_ratio,
+            adaptive_factor=cfg.lr_adaptive_factor,
+            adaptive_patience=cfg.lr_adaptive_patience,
+        )
+
     def __call__(self, step: int) -> float:
         if step < self.warmup:
             return (step + 1) / self.warmup
