@@ -567,7 +567,7 @@ def make_pack_trainer_class():
     from transformers import TrainerCallback
     from trl import SFTTrainer
 
-    from jola_ray.train.trainer import EditTrainerMixin
+    from jola_ray.train.trainer import EditTrainerMixin, with_penalty
 
     class _Hooks(TrainerCallback):
         """Forwards the Trainer's ``on_save`` (checkpoint on disk) to the pack."""
@@ -634,18 +634,9 @@ def make_pack_trainer_class():
                 task_loss = per_token[rows].sum() / torch.as_tensor(num_tokens).clamp(min=1)
                 if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                     task_loss = task_loss * (self.accelerator.num_processes // self.get_tp_size())
-                loss = task_loss
-                penalty_value = 0.0
-                if m.penalty_fn is not None:
-                    penalty = m.penalty_fn(step)
-                    penalty_value = float(penalty.detach())
-                    loss = task_loss + penalty.to(task_loss.device, task_loss.dtype) / ga
-                if not torch.isfinite(loss.detach()).all():
-                    raise TrainingError(
-                        f"pack member {k} ({m.ctx.out}): non-finite training loss at step "
-                        f"{step + 1}: task loss {float(task_loss.detach()):.4g}, penalty "
-                        f"{penalty_value:.4g}; try a lower lr, dtype fp32, or a smaller gate_lambda"
-                    )
+                loss, penalty_value = with_penalty(
+                    task_loss, m.penalty_fn, step, ga, f"pack member {k}, {m.ctx.out}"
+                )
                 m.logs["task_loss"].append(float(task_loss.detach()) * ga)
                 m.logs["penalty"].append(penalty_value)
                 m.lr = self._member_lr(k)

@@ -58,6 +58,27 @@ def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor])
             p.copy_(state[name].to(device=p.device, dtype=p.dtype))
 
 
+def with_penalty(
+    task_loss: torch.Tensor, penalty_fn: Callable | None, step: int, ga: int, where: str
+) -> tuple[torch.Tensor, float]:
+    """``(loss, penalty value)``: the task loss plus the step's penalty divided over the ``ga``
+    micro-batches of an optimizer step; a non-finite loss is a ``TrainingError`` naming the
+    step and ``where`` (the epoch, or a pack member). Shared by the single and packed steps."""
+    loss = task_loss
+    penalty_value = 0.0
+    if penalty_fn is not None:
+        penalty = penalty_fn(step)
+        penalty_value = float(penalty.detach())
+        loss = task_loss + penalty.to(task_loss.device, task_loss.dtype) / ga
+    if not torch.isfinite(loss.detach()).all():
+        raise TrainingError(
+            f"non-finite training loss at step {step + 1} ({where}): "
+            f"task loss {float(task_loss.detach()):.4g}, penalty {penalty_value:.4g}; "
+            "try a lower lr, dtype fp32, or a smaller gate_lambda"
+        )
+    return loss, penalty_value
+
+
 class EditTrainerMixin:
     """Mixin for a TRL trainer over a model whose only trainable parameters are the edit's.
 
@@ -111,18 +132,9 @@ class EditTrainerMixin:
         ga = 1
         if self.loss_is_scaled_for_ga is not False and num_items_in_batch is not None:
             ga = self.current_gradient_accumulation_steps
-        loss = task_loss
-        penalty_value = 0.0
-        if self.penalty_fn is not None:
-            penalty = self.penalty_fn(step)
-            penalty_value = float(penalty.detach())
-            loss = task_loss + penalty.to(task_loss.device, task_loss.dtype) / ga
-        if not torch.isfinite(loss.detach()).all():
-            raise TrainingError(
-                f"non-finite training loss at step {step + 1} (epoch {self.state.epoch or 0:.2f}): "
-                f"task loss {float(task_loss.detach()):.4g}, penalty {penalty_value:.4g}; "
-                "try a lower lr, dtype fp32, or a smaller gate_lambda"
-            )
+        loss, penalty_value = with_penalty(
+            task_loss, self.penalty_fn, step, ga, f"epoch {self.state.epoch or 0:.2f}"
+        )
         self._metrics["train"]["task_loss"].append(float(task_loss.detach()) * ga)
         self._metrics["train"]["penalty"].append(penalty_value)
         return (loss, out[1]) if return_outputs else loss
