@@ -67,14 +67,49 @@ def evaluate(
     six-shot primer around the example's question, as LoFiT reports MC1/MC2) or
     ``"example"`` (the example's own prompt, the one the edit was trained on).
     """
+    (result,) = evaluate_copies(
+        model,
+        tokenizer,
+        task,
+        examples,
+        1,
+        mode,
+        batch_size,
+        num_beams,
+        max_new_tokens,
+        bertscore=bertscore,
+        mc_prompt=mc_prompt,
+    )
+    return result
+
+
+def evaluate_copies(
+    model,
+    tokenizer,
+    task: Task,
+    examples: Sequence[Example],
+    copies: int,
+    mode: str = "greedy",
+    batch_size: int = 64,
+    num_beams: int = 4,
+    max_new_tokens: int | None = None,
+    *,
+    bertscore: bool = False,
+    mc_prompt: str = "iti",
+) -> list[EvalResult]:
+    """``evaluate`` of ``copies`` configurations at once: a trial pack's live members
+    (``jola_ray.editing.pack``), each batch run ``copies`` times in one forward, copy ``m``
+    edited by the ``m``-th live member; one result per copy, each what ``evaluate`` gives with
+    that member attached alone (up to float rounding). ``batch_size`` counts one copy's rows.
+    """
     _check_args(task, examples, mode, batch_size, num_beams, mc_prompt)
     with eval_mode(model):
         if task.kind == "multiple_choice":
             return _evaluate_multiple_choice(
-                model, tokenizer, task, examples, batch_size, mc_prompt
+                model, tokenizer, task, examples, batch_size, mc_prompt, copies
             )
         if mode == "label_scoring" and task.labels:
-            return _evaluate_label_scoring(model, tokenizer, task, examples, batch_size)
+            return _evaluate_label_scoring(model, tokenizer, task, examples, batch_size, copies)
         if mode == "label_scoring":
             log.warning(
                 "task %r has no closed label set: label_scoring does not apply, decoding greedily",
@@ -82,7 +117,9 @@ def evaluate(
             )
             mode = "greedy"
         new_tokens = max_new_tokens or task.max_new_tokens or DEFAULT_MAX_NEW_TOKENS[task.kind]
-        outputs = generate_continuations(
+        outputs = _per_copy(
+            generate_continuations,
+            copies,
             model,
             tokenizer,
             [e.prompt for e in examples],
@@ -92,7 +129,15 @@ def evaluate(
             max_new_tokens=new_tokens,
             label_regex=label_regex(task) if task.kind == "classification" else None,
         )
-        return _score_generations(task, examples, outputs, bertscore)
+        return [_score_generations(task, examples, out, bertscore) for out in outputs]
+
+
+def _per_copy(fn, copies: int, *args, **kwargs) -> list:
+    """``fn``'s result for each copy: a list of ``copies`` results (``copies=`` passed only
+    when above one, so a single evaluation calls the plain function)."""
+    if copies > 1:
+        return fn(*args, copies=copies, **kwargs)
+    return [fn(*args, **kwargs)]
 
 
 @contextlib.contextmanager
@@ -146,10 +191,17 @@ def _valid_choices(example: Example) -> bool:
     )
 
 
-def _evaluate_label_scoring(model, tokenizer, task, examples, batch_size) -> EvalResult:
+def _evaluate_label_scoring(
+    model, tokenizer, task, examples, batch_size, copies: int
+) -> list[EvalResult]:
     """Each example scored over its own options (``Example.options``), else the task's labels."""
     per_example = [list(e.labels_of(task)) for e in examples]
-    scores = score_labels(model, tokenizer, [e.prompt for e in examples], per_example, batch_size)
+    prompts = [e.prompt for e in examples]
+    tables = _per_copy(score_labels, copies, model, tokenizer, prompts, per_example, batch_size)
+    return [_label_result(task, examples, per_example, scores) for scores in tables]
+
+
+def _label_result(task, examples, per_example, scores) -> EvalResult:
     predictions = []
     for example, labels, row in zip(examples, per_example, scores, strict=True):
         best = labels[max(range(len(labels)), key=row.__getitem__)]
@@ -206,13 +258,18 @@ def _score_generations(task, examples, outputs, bertscore: bool) -> EvalResult:
 
 
 def _evaluate_multiple_choice(
-    model, tokenizer, task, examples, batch_size, mc_prompt: str
-) -> EvalResult:
+    model, tokenizer, task, examples, batch_size, mc_prompt: str, copies: int
+) -> list[EvalResult]:
     if mc_prompt == "iti":
         prompts = [iti_prompt(question_of(e)) for e in examples]
     else:
         prompts = [e.prompt for e in examples]
-    scores = score_choices(model, tokenizer, prompts, [e.choices for e in examples], batch_size)
+    choices = [e.choices for e in examples]
+    tables = _per_copy(score_choices, copies, model, tokenizer, prompts, choices, batch_size)
+    return [_multiple_choice_result(examples, scores) for scores in tables]
+
+
+def _multiple_choice_result(examples, scores) -> EvalResult:
     predictions, mc1s, mc2s = [], [], []
     for example, row in zip(examples, scores, strict=True):
         best = example.correct[0] if example.best is None else example.best
