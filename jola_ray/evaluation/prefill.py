@@ -11,7 +11,10 @@ prompt, left-padded after the shared part:
 The positions continue from the prefix (``P + i`` for the ``i``-th real suffix token), so every
 row attends to exactly the keys and positions it has unshared: the logits are the unshared
 ones up to float rounding. A batch whose prompts share fewer than ``MIN_SHARED`` tokens (or a
-single prompt) is prefilled as one left-padded block, as before.
+single prompt) is prefilled as one left-padded block, as before. So is every batch of a model
+with a hook on the model itself: such an edit reads whole calls (LoReFT finds its prompt
+positions in the call's inputs and leaves a call that continues a cache alone), so the prompt
+must arrive in one call.
 
 ``replicas`` (trial packs, ``jola_ray.editing.pack``): the batch runs ``replicas`` times in one
 forward, member-major (rows ``[m * b, (m + 1) * b)`` are copy ``m``), so each configuration of a
@@ -85,7 +88,8 @@ def prefill(model, rows: Sequence[Sequence[int]], pad: int, device, replicas: in
     module docstring. The model is used as it is (the caller puts it in eval mode)."""
     b = len(rows)
     kwarg = cache_kwarg(model)
-    shared = shared_prefix_length(rows)
+    whole_calls = bool(model._forward_pre_hooks or model._forward_hooks)
+    shared = 0 if whole_calls else shared_prefix_length(rows)
     cache = None
     if shared:
         prefix = torch.tensor([list(rows[0][:shared])] * replicas, device=device)  # (replicas, P)

@@ -177,3 +177,24 @@ def test_evaluate_copies_equals_each_member_evaluated_alone(mode):
         assert [p["prediction"] for p in result.predictions] == [
             p["prediction"] for p in alone.predictions
         ]
+
+
+def test_a_model_level_hook_gets_the_whole_prompt_in_one_call():
+    """An edit hooked on the model itself (LoReFT's prompt positions) sees each prompt whole:
+    no shared-prefix split, so its scores equal those of one forward per prompt."""
+    from jola_ray.editing.loreft import apply_loreft
+    from jola_ray.methods.loreft import LoReFTSettings
+
+    model, tok = build_tiny("llama", seed=8)
+    apply_loreft(model, LoReFTSettings(rank=2), first=1, last=2)
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.copy_(torch.randn(p.shape, generator=gen))
+    model.eval()
+    rows = encode_prompts(tok, PROMPTS)
+    pre = prefill(model, rows, 0, torch.device("cpu"))
+    assert pre.shared == 0
+    want = torch.stack([lone_logits(model, tok, p) for p in PROMPTS])
+    torch.testing.assert_close(pre.logits.float(), want.float(), rtol=1e-4, atol=1e-4)
