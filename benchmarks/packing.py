@@ -209,12 +209,64 @@ def run(
     }
 
 
+def group_runs(levels=(1, 2, 5, 10), task: str = "demo_parity", seed: int = 42) -> dict:
+    """Whole runs in one process, without Ray: K JoLA configurations of one demo group trained
+    one after the other through the sweep worker's run (``resident.run_in_worker``: one model
+    load, kept data) vs together in one pack (``run_pack``), for K in ``levels``.
+
+    The configurations are the demo space's JoLA ones (d1..d5) and, beyond five, the same at
+    half the learning rate; the space's fixed settings (6 epochs, patience 2, label scoring)
+    apply. A warm-up run first (imports, the model load). Seconds of each way and their ratio.
+    """
+    import os
+
+    from jola_ray.sweep.space import load_space, run_config_dict
+    from jola_ray.train import RunConfig
+    from jola_ray.train.pack import run_pack
+    from jola_ray.train.resident import run_in_worker
+
+    space = load_space("demo")
+    base = [t for t in space.trials() if t["method"] == "jola"]
+    base = [t for t in base if t["task"] == task and t["seed"] == seed]
+    tmp = tempfile.mkdtemp(prefix="jola-pack-group-")
+    count = iter(range(10**6))
+
+    def configs(k: int) -> list:
+        out = []
+        for i in range(k):
+            trial = base[i % len(base)]
+            flat = run_config_dict(trial)
+            if i >= len(base):
+                flat["lr"] = flat["lr"] / 2
+            flat["output_dir"] = os.path.join(tmp, str(next(count)))
+            out.append(RunConfig.from_dict(flat))
+        return out
+
+    run_in_worker(configs(1)[0])  # warm-up: imports, the model load, the data
+    rows = {}
+    for k in levels:
+        start = time.perf_counter()
+        for cfg in configs(k):
+            run_in_worker(cfg)
+        alone = time.perf_counter() - start
+        start = time.perf_counter()
+        run_pack(configs(k), pack_dir=os.path.join(tmp, f"pack{next(count)}"))
+        packed = time.perf_counter() - start
+        rows[str(k)] = {"alone_s": alone, "packed_s": packed, "ratio": packed / alone}
+    return {"task": task, "seed": seed, "levels": rows, "threads": torch.get_num_threads()}
+
+
 def demo_sweep_pair(
-    space_name: str = "demo", storage: str | None = None, order=("plain", "packed")
+    space_name: str = "demo",
+    storage: str | None = None,
+    order=("plain", "packed"),
+    methods: tuple[str, ...] | None = None,
 ):
     """The shipped ``space_name`` swept unpacked and packed (``pack: true``) side by side in one
     session (one local Ray, runs back to back): wall seconds of each, their ratio, and whether
-    the two select the same configurations with the same test scores."""
+    the two select the same configurations with the same test scores. ``methods``: sweep only
+    these of the space's methods (e.g. ``jola,zero_shot``: the demo as it was before the
+    baselines joined it)."""
     import dataclasses
 
     from analysis.load import load_experiment
@@ -223,8 +275,14 @@ def demo_sweep_pair(
     from jola_ray.sweep.space import load_space
 
     base = load_space(space_name)
+    if methods:
+        base = dataclasses.replace(
+            base,
+            methods=tuple(m for m in base.methods if m in methods),
+            configs={m: c for m, c in base.configs.items() if m in methods},
+        )
     storage = storage or tempfile.mkdtemp(prefix="jola-pack-sweep-")
-    out: dict = {"space": space_name, "storage": storage, "runs": {}}
+    out: dict = {"space": space_name, "methods": list(base.methods), "storage": storage, "runs": {}}
     for mode in order:
         pack = max(len(c) for c in base.configs.values()) if mode == "packed" else 0
         space = dataclasses.replace(base, name=f"{space_name}_{mode}", pack=pack)
@@ -253,20 +311,36 @@ def demo_sweep_pair(
 
 
 def _main() -> None:
-    """``python -m benchmarks.packing --demo [--out FILE]``: the paired demo sweeps."""
+    """``python -m benchmarks.packing --demo [--methods M,..] [--out FILE]``: the paired demo
+    sweeps; ``--group``: whole runs in one process, K alone vs one pack of K."""
     import argparse
     import json
     import os
 
     p = argparse.ArgumentParser(description=demo_sweep_pair.__doc__)
     p.add_argument("--demo", action="store_true", help="run the paired demo sweeps")
+    p.add_argument("--group", action="store_true", help="K runs alone vs one pack, no Ray")
+    p.add_argument("--methods", default=None, help="only these methods of the space (a,b)")
     p.add_argument("--space", default="demo")
     p.add_argument("--out", default="benchmarks/results/cpu-pack-sweep.json")
     p.add_argument("--order", default="plain,packed", help="plain,packed or packed,plain")
     args = p.parse_args()
+    if args.group:
+        torch.set_num_threads(1)
+        result = group_runs()
+        result["load_average_at_end"] = os.getloadavg()
+        with open(args.out, "w") as fh:
+            json.dump(result, fh, indent=1)
+        for k, row in result["levels"].items():
+            print(
+                f"K={k:>2}: alone {row['alone_s']:6.2f} s  pack {row['packed_s']:6.2f} s  "
+                f"pack/alone {row['ratio']:.2f}x"
+            )
+        return
     if not args.demo:
-        p.error("nothing to do: give --demo")
-    result = demo_sweep_pair(args.space, order=tuple(args.order.split(",")))
+        p.error("nothing to do: give --demo or --group")
+    methods = tuple(args.methods.split(",")) if args.methods else None
+    result = demo_sweep_pair(args.space, order=tuple(args.order.split(",")), methods=methods)
     result["load_average_at_end"] = os.getloadavg()
     with open(args.out, "w") as fh:
         json.dump(result, fh, indent=1, default=str)
