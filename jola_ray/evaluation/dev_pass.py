@@ -52,21 +52,51 @@ def evaluate_with_loss(
         num_beams=num_beams,
         max_new_tokens=max_new_tokens,
     )
-    if task.kind == "multiple_choice":
-        return result, None
+    loss = free_loss(result, tokenizer, task, examples, mode, append_eos, max_length)
+    if loss is None and need_loss and task.kind != "multiple_choice":
+        loss = teacher_forced_loss(model, tokenizer, examples, batch_size, append_eos, max_length)
+    return result, loss
+
+
+def free_loss(
+    result: EvalResult,
+    tokenizer,
+    task: Task,
+    examples: Sequence[Example],
+    mode: str,
+    append_eos: bool = False,
+    max_length: int | None = None,
+) -> float | None:
+    """The dev loss that ``result`` already holds: label scoring computed every label's
+    log-likelihood, so the gold label's gives the loss (when training scores the same tokens:
+    no EOS appended, no prompt cut); None otherwise. One call per configuration of a pack."""
+    if task.kind == "multiple_choice" or mode != "label_scoring" or not task.labels:
+        return None
+    if append_eos:
+        return None
     prompts = [e.prompt for e in examples]
     answers = [e.answer for e in examples]
-    loss = None
-    if mode == "label_scoring" and task.labels and not append_eos:
-        fits = max_length is None or all(
-            len(p) + len(a) <= max_length
-            for p, a in answer_loss.answer_rows(tokenizer, prompts, answers)
+    fits = max_length is None or all(
+        len(p) + len(a) <= max_length
+        for p, a in answer_loss.answer_rows(tokenizer, prompts, answers)
+    )
+    if not fits:
+        return None
+    return answer_loss.loss_from_label_scores(tokenizer, result.predictions, answers)
+
+
+def teacher_forced_loss(
+    model, tokenizer, examples: Sequence[Example], batch_size: int, append_eos, max_length
+) -> float:
+    """The dev loss from one teacher-forced forward per batch of prompt + answer rows, in eval
+    mode (as ``evaluate`` runs: each module's flag restored)."""
+    with eval_mode(model):
+        return answer_loss.dev_loss(
+            model,
+            tokenizer,
+            [e.prompt for e in examples],
+            [e.answer for e in examples],
+            batch_size,
+            append_eos,
+            max_length,
         )
-        if fits:
-            loss = answer_loss.loss_from_label_scores(tokenizer, result.predictions, answers)
-    if loss is None and need_loss:
-        with eval_mode(model):  # as evaluate runs: eval mode, each flag restored
-            loss = answer_loss.dev_loss(
-                model, tokenizer, prompts, answers, batch_size, append_eos, max_length
-            )
-    return result, loss

@@ -537,6 +537,16 @@ def needs_dev_loss(cfg: RunConfig) -> bool:
     return cfg.select_metric == "dev_loss" or cfg.lr_schedule == "adaptive" or cfg.record_dev_loss
 
 
+def eval_settings(cfg: RunConfig) -> dict:
+    """How a run decodes its dev and test splits (``evaluate``'s keyword arguments)."""
+    return dict(
+        mode=cfg.decoding,
+        batch_size=cfg.eval_batch_size,
+        num_beams=cfg.num_beams,
+        max_new_tokens=cfg.max_new_tokens,
+    )
+
+
 def _evaluate(ctx: _Run, examples, split: str) -> _Eval:
     """The split's metrics (``<split>_<metric>``, ``<split>_score``); the dev split's single
     pass also yields ``dev_loss`` (SFT tasks) when it is free or needed."""
@@ -544,12 +554,7 @@ def _evaluate(ctx: _Run, examples, split: str) -> _Eval:
     from jola_ray.evaluation.dev_pass import evaluate_with_loss
 
     cfg = ctx.cfg
-    kwargs = dict(
-        mode=cfg.decoding,
-        batch_size=cfg.eval_batch_size,
-        num_beams=cfg.num_beams,
-        max_new_tokens=cfg.max_new_tokens,
-    )
+    kwargs = eval_settings(cfg)
     loss = None
     if split == "dev" and ctx.task.training == "sft":
         res, loss = evaluate_with_loss(
@@ -564,9 +569,15 @@ def _evaluate(ctx: _Run, examples, split: str) -> _Eval:
         )
     else:
         res = evaluate(ctx.model, ctx.tokenizer, ctx.task, examples, **kwargs)
+    return split_metrics(ctx.task, split, res, loss)
+
+
+def split_metrics(task, split: str, res, loss: float | None) -> _Eval:
+    """``<split>_loss`` (when computed), ``<split>_<metric>`` and ``<split>_score`` of one
+    evaluation result, with its predictions."""
     metrics = {} if loss is None else {f"{split}_loss": float(loss)}
     metrics.update({f"{split}_{k}": float(v) for k, v in res.metrics.items()})
-    metrics[f"{split}_score"] = float(res.metrics[ctx.task.primary_metric])
+    metrics[f"{split}_score"] = float(res.metrics[task.primary_metric])
     return _Eval(metrics, res.predictions)
 
 
