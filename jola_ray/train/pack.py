@@ -4,7 +4,9 @@
 (same task, seed, model, method, data and batching; ``pack_problems`` lists what must agree).
 The model is loaded and the data tokenized once; the configurations' edits are the members of
 one ``PackedHeadEdit``; every optimizer step is one forward and backward over the live members'
-batches stacked along the batch dimension (K' x B rows, each slice edited by its own member).
+batches stacked along the batch dimension (K' x B rows, each slice edited by its own member),
+with the LM head applied at the answer positions only, as a single run's step
+(``answer_loss.answer_nll_rows``: each member's loss is its block of rows' sum).
 
 The training loop is the same TRL trainer a single run uses, so the data order (the Trainer's
 seeded sampler: every member sees the same examples in the same order), the collation, the loss
@@ -567,6 +569,7 @@ def make_pack_trainer_class():
     from transformers import TrainerCallback
     from trl import SFTTrainer
 
+    from jola_ray.evaluation.answer_loss import answer_nll_rows, supports_answer_nll
     from jola_ray.train.trainer import EditTrainerMixin, with_penalty
 
     class _Hooks(TrainerCallback):
@@ -596,7 +599,7 @@ def make_pack_trainer_class():
 
         # the packed step -----------------------------------------------------------------
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if not model.training:  # a member's dev loss, the member attached alone
+            if not model.training:  # outside the epoch's dev pass: the single run's loss
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             self._ensure_noise()
             live = list(self.pack.live)
@@ -609,15 +612,34 @@ def make_pack_trainer_class():
                 for key, v in inputs.items()
             }
             stacked["use_cache"] = False
+            # as the single run (``EditTrainerMixin._answer_only_loss``): the backbone once and
+            # the LM head at the answer positions only; TRL's fused head (every position) where
+            # the backbone cannot be called alone or the outputs are wanted
+            answer_only = not return_outputs and supports_answer_nll(model)
+            outputs = None
             self._sync_noise()
-            outputs = model(**stacked, fused_lm_head=True)
+            if answer_only:
+                extra = {k: stacked[k] for k in ("position_ids",) if k in stacked}
+                nll, counts = answer_nll_rows(
+                    model,
+                    stacked["input_ids"],
+                    stacked["labels"],
+                    attention_mask=stacked.get("attention_mask"),
+                    **extra,
+                )  # (K'B,) each
+            else:
+                outputs = model(**stacked, fused_lm_head=True)
+                nll = -outputs.log_probs  # (K'B, T), zero on ignored positions
+                counts = outputs.label_mask  # (K'B, T)
             self._after_forward = _global_rng_state(self.pack)
-            per_token = -outputs.log_probs  # (K'B, T), zero on ignored positions
-            if per_token.shape[0] != n * batch:
+            if nll.shape[0] != n * batch:
                 raise TrainingError(
-                    f"packed loss: expected {n * batch} rows of log-probs, got "
-                    f"{tuple(per_token.shape)}"
+                    f"packed loss: expected {n * batch} rows of log-probs for members {live}, "
+                    f"got {tuple(nll.shape)}"
                 )
+            # each member's block of rows: (K'B, ...) -> (K', B, ...) -> (K',)
+            sums = nll.unflatten(0, (n, batch)).flatten(1).sum(dim=1)
+            labelled = counts.unflatten(0, (n, batch)).flatten(1).sum(dim=1)
             ga = 1
             if self.loss_is_scaled_for_ga is not False and num_items_in_batch is not None:
                 ga = self.current_gradient_accumulation_steps
@@ -625,13 +647,9 @@ def make_pack_trainer_class():
             total = None
             for i, k in enumerate(live):
                 m = self.pack_members[k]
-                rows = slice(i * batch, (i + 1) * batch)
-                num_tokens = (
-                    outputs.label_mask[rows].sum()
-                    if num_items_in_batch is None
-                    else num_items_in_batch
-                )
-                task_loss = per_token[rows].sum() / torch.as_tensor(num_tokens).clamp(min=1)
+                num_tokens = labelled[i] if num_items_in_batch is None else num_items_in_batch
+                denom = torch.as_tensor(num_tokens, device=sums.device).clamp(min=1)
+                task_loss = sums[i] / denom
                 if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                     task_loss = task_loss * (self.accelerator.num_processes // self.get_tp_size())
                 loss, penalty_value = with_penalty(
