@@ -19,7 +19,9 @@ single run's. Per member, as a single run has them:
   starts, which is the state a single run draws its gate noise from (so the noise matches);
 - its own penalty and penalty schedule, its own early stopping and epochs;
 - dev evaluation, best-epoch tracking, test evaluation and final files with the member attached
-  alone (``PackedHeadEdit.solo``), i.e. the single run's code.
+  alone (``PackedHeadEdit.solo``), i.e. the single run's code: as there, the Trainer's own
+  evaluation loop is skipped and the epoch's one dev pass gives the dev score and, where it is
+  free or read (``pipeline.needs_dev_loss``), ``dev_loss``.
 
 A member that stops early, reaches its epochs or is pruned leaves the stack: the next step's
 forward is smaller. ``prune(epoch, rows) -> members to stop`` (the sweep's successive halving)
@@ -465,28 +467,44 @@ class _PackEpochEnd:
     def start(self) -> None:
         self.epoch_start = time.time()
 
-    def member_evaluated(self, m: _Member, state, eval_metrics: dict) -> None:
-        """Member ``m``'s epoch row, computed with it attached alone (as ``EpochEnd``)."""
+    def on_evaluate(self, state, control) -> None:
+        """The epoch's evaluation (the trainer skipped its own loop, ``eval_in_callback``): each
+        live member's single dev pass with it attached alone, then ``epoch_done``.
+
+        Every member's pass starts from the global RNG state the trainer left (after its one
+        draw in place of the loop's data loader seed), so each draws what its single run's pass
+        draws and the pack leaves the state one single run leaves."""
+        start = torch.get_rng_state()
+        for k in list(self.packed.live):
+            torch.set_rng_state(start)
+            with self.packed.solo(k):
+                self.member_evaluated(self.pack.members[k], state)
+        self.epoch_done(control)
+
+    def member_evaluated(self, m: _Member, state) -> None:
+        """Member ``m``'s epoch row from its one dev pass (the dev score and, where it is free
+        or read, ``dev_loss``), computed with it attached alone (as ``EpochEnd``)."""
         from jola_ray.train import pipeline
         from jola_ray.train.epochs import _apply_schedule_now
         from jola_ray.train.trainer import trainable_state
 
         epoch = int(round(state.epoch or 0))
-        dev_loss = float(eval_metrics.get("eval_loss", float("nan")))
+        dev = pipeline._evaluate(m.ctx, m.ctx.splits.dev, "dev").metrics_prefixed
+        dev_loss = dev.pop("dev_loss", None)
         logs = m.logs
         row = {
             "epoch": epoch,
             "step": state.global_step,
             "train_loss": _mean(logs["task_loss"]),
             "train_penalty": _mean(logs["penalty"], 0.0),
-            "dev_loss": dev_loss,
-            **pipeline._evaluate(m.ctx, m.ctx.splits.dev, "dev").metrics_prefixed,
+            **({} if dev_loss is None else {"dev_loss": dev_loss}),
+            **dev,
             **m.handle.epoch_metrics(),
             "train_lr": float(m.lr),
             "run_status": "running",
         }
         m.logs = {"task_loss": [], "penalty": []}
-        if m.schedule.on_dev_loss(dev_loss):
+        if dev_loss is not None and m.schedule.on_dev_loss(dev_loss):
             _apply_schedule_now(self.trainer)
         cfg = m.cfg
         value = row[cfg.select_metric]
@@ -573,10 +591,15 @@ def make_pack_trainer_class():
     from jola_ray.train.trainer import EditTrainerMixin, with_penalty
 
     class _Hooks(TrainerCallback):
-        """Forwards the Trainer's ``on_save`` (checkpoint on disk) to the pack."""
+        """Forwards the Trainer's ``on_evaluate`` (the epoch's end, no evaluation loop run) and
+        ``on_save`` (checkpoint on disk) to the pack."""
 
         def __init__(self, trainer):
             self.trainer = trainer
+
+        def on_evaluate(self, args, state, control, **kwargs):
+            self.trainer.pack_callback.on_evaluate(state, control)
+            return control
 
         def on_save(self, args, state, control, **kwargs):
             checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
@@ -586,7 +609,9 @@ def make_pack_trainer_class():
     class PackTrainerMixin:
         pack = None  # PackedHeadEdit
         pack_members: list = []
-        current_member = None
+        # as a single run's SFT trainer: the Trainer's own loop over the dev split is skipped
+        # (``EditTrainerMixin.evaluate``), each member's one dev pass runs in ``on_evaluate``
+        eval_in_callback = True
 
         def __init__(self, *a, callbacks=None, **kw):
             self.pack_callback = callbacks[0]
@@ -599,7 +624,7 @@ def make_pack_trainer_class():
 
         # the packed step -----------------------------------------------------------------
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if not model.training:  # outside the epoch's dev pass: the single run's loss
+            if not model.training:  # not a training step (no evaluation loop runs here)
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             self._ensure_noise()
             live = list(self.pack.live)
@@ -763,29 +788,6 @@ def make_pack_trainer_class():
                     params = self.pack.member_parameters(k)
                     norms.append(torch.nn.utils.clip_grad_norm_(params, max_norm))
             return torch.stack(norms).max() if norms else torch.zeros(())
-
-        # per member evaluation -------------------------------------------------------------
-        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
-            if self.current_member is not None:  # nested: a member's own evaluation
-                return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-            out = {}
-            before = torch.get_rng_state()
-            for k in list(self.pack.live):
-                m = self.pack_members[k]
-                # every member's evaluation starts from the same global RNG state, so the pack
-                # draws what one single run's evaluation draws (its data loader's seed)
-                torch.set_rng_state(before)
-                with self.pack.solo(k):
-                    self.current_member = k
-                    try:
-                        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-                        self.pack_callback.member_evaluated(m, self.state, metrics)
-                    finally:
-                        self.current_member = None
-                out[k] = metrics
-            self.pack_callback.epoch_done(self.control)
-            losses = [v.get(f"{metric_key_prefix}_loss", float("nan")) for v in out.values()]
-            return {f"{metric_key_prefix}_loss": _mean(losses)}
 
     return type("PackSFTTrainer", (PackTrainerMixin, EditTrainerMixin, SFTTrainer), {})
 

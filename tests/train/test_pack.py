@@ -67,6 +67,8 @@ def _close(a, b, where):
 def _same_rows(alone, packed, who):
     assert len(alone) == len(packed), who
     for ra, rb in zip(alone, packed, strict=True):
+        # the dev loss where the single run has it (free or read), and nowhere else
+        assert ("dev_loss" in rb) == ("dev_loss" in ra), f"{who} epoch {ra['epoch']} dev_loss"
         for key, value in ra.items():
             if key not in VOLATILE:
                 _close(value, rb[key], f"{who} epoch {ra['epoch']} {key}")
@@ -352,3 +354,38 @@ def test_the_packed_step_scores_answer_positions_only_with_the_fused_losses_and_
         assert any(g.abs().sum() > 0 for g in grads_f[k])
         for ga, gf in zip(grads_a[k], grads_f[k], strict=True):
             torch.testing.assert_close(ga, gf, rtol=1e-4, atol=1e-7, msg=f"member {k}")
+
+
+def test_a_pack_runs_no_evaluation_loop_and_has_dev_loss_where_its_single_runs_do(
+    tmp_path, monkeypatch, step_losses
+):
+    """As a single run's SFT trainer, the pack skips the Trainer's evaluation loop: each member's
+    epoch row comes from its one dev pass, with ``dev_loss`` (equal to its single run's) only
+    when something reads it (greedy decoding: the loss is not free)."""
+    import transformers
+
+    loops = []
+
+    def no_loop(self, *args, **kwargs):
+        loops.append(type(self).__name__)
+        raise AssertionError("the Trainer's evaluation loop ran")
+
+    monkeypatch.setattr(transformers.Trainer, "evaluation_loop", no_loop)
+    hps = [
+        {"lr": 5e-3},
+        {"lr": 2e-2, "select_metric": "dev_loss", "patience": 1},
+        {"lr": 1e-2, "record_dev_loss": True},
+        {"lr": 5e-2, "lr_schedule": "adaptive"},  # its schedule reads the dev loss
+    ]
+    alone = _run_alone(_cfgs(tmp_path, "alone", "jola", hps), step_losses)
+    packed, final = _run_packed(_cfgs(tmp_path, "packed", "jola", hps), tmp_path)
+    assert loops == []
+    for k in range(len(hps)):
+        _same_rows(alone[k], packed[k][:-1] + [final[k]], f"member {k}")
+        assert step_losses["alone"][k] == pytest.approx(step_losses["packed"][k], rel=1e-5)
+    assert all("dev_loss" not in row for row in packed[0])
+    for k in (1, 2, 3):
+        losses = [row["dev_loss"] for row in packed[k][:-1]]
+        assert losses == pytest.approx([row["dev_loss"] for row in alone[k][:-1]], rel=1e-5)
+        assert all(math.isfinite(v) for v in losses), f"member {k}"
+    assert final[1]["best_epoch"] == alone[1][-1]["best_epoch"]  # selected by the dev loss
