@@ -8,6 +8,8 @@ costs the frozen model's forward and backward plus the answer tokens' logits: no
 (batch, seq, vocab) tensor, no recomputation of the head in backward, no entropy or top-1
 statistics. The value is the same sum of ``-log p(label)`` as TRL's fused LM head (and as the
 model's own loss times the label count); the tests compare value and gradient.
+``answer_nll_rows`` is the same sum split by batch row, for a trial pack whose members' batches
+are row blocks of one forward.
 
 ``dev_loss`` is the dev split's loss from one teacher-forced forward per batch of
 prompt + answer rows, tokenized as training tokenizes them. ``loss_from_label_scores`` gets the
@@ -78,6 +80,34 @@ def head_logits(model, hidden: torch.Tensor) -> torch.Tensor:
     return logits
 
 
+def _answer_logits(model, input_ids, labels, attention_mask=None, **kwargs):
+    """``(logits, targets, mask, anchor)`` of the labelled positions, from one forward.
+
+    ``logits``: fp32 (n, vocab) at the n positions that predict a label, row-major (row 0's
+    positions first); ``targets``: their labels (n,); ``mask``: (batch, seq - 1), True at those
+    positions; ``anchor``: a tensor of the forward (batch, ...) that a batch without labels
+    differentiates through, so the edit still gets (zero) gradients. With
+    ``supports_answer_nll`` the LM head sees the n positions alone; otherwise the model's own
+    forward computes every position's logits and the labelled ones are picked.
+    """
+    kwargs.pop("use_cache", None)
+    if not supports_answer_nll(model):  # through the model's own forward: every position
+        full = model(
+            input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs
+        ).logits[:, :-1]  # (batch, seq - 1, vocab)
+        targets = labels[:, 1:].to(full.device)
+        mask = targets != IGNORE
+        return full[mask].float(), targets[mask], mask, full  # (n, vocab), (n,)
+    hidden = _backbone(model)(
+        input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs
+    ).last_hidden_state  # (batch, seq, hidden)
+    head = model.get_output_embeddings()
+    targets = labels[:, 1:].to(head.weight.device)  # (batch, seq - 1): the next token
+    mask = targets != IGNORE
+    picked = hidden[:, :-1].to(head.weight.device)[mask]  # (n, hidden): answer positions only
+    return head_logits(model, picked), targets[mask], mask, hidden  # (n, vocab), (n,)
+
+
 def answer_nll(
     model, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask=None, **kwargs
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,29 +118,36 @@ def answer_nll(
     go to the backbone. Differentiable with respect to anything inside the backbone (the edit);
     a batch without labelled tokens gives a differentiable zero.
     """
-    kwargs.pop("use_cache", None)
-    if not supports_answer_nll(model):  # through the model's own forward: every position
-        logits = model(
-            input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs
-        ).logits[:, :-1]  # (batch, seq - 1, vocab)
-        targets = labels[:, 1:].to(logits.device)
-        mask = targets != IGNORE
-        nll = torch.nn.functional.cross_entropy(
-            logits[mask].float(), targets[mask], reduction="sum"
-        )
-        return (nll if mask.any() else logits.sum() * 0.0), mask.sum()
-    hidden = _backbone(model)(
-        input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs
-    ).last_hidden_state  # (batch, seq, hidden)
-    head = model.get_output_embeddings()
-    targets = labels[:, 1:].to(head.weight.device)  # (batch, seq - 1): the next token
-    mask = targets != IGNORE
-    picked = hidden[:, :-1].to(head.weight.device)[mask]  # (n, hidden): answer positions only
-    logits = head_logits(model, picked)  # (n, vocab)
-    nll = torch.nn.functional.cross_entropy(logits, targets[mask], reduction="sum")
-    if picked.shape[0] == 0:
-        nll = hidden.sum() * 0.0  # keeps the graph connected (an all-prompt micro-batch)
+    logits, targets, mask, anchor = _answer_logits(
+        model, input_ids, labels, attention_mask, **kwargs
+    )
+    if logits.shape[0] == 0:  # an all-prompt micro-batch: keep the graph connected
+        return anchor.sum() * 0.0, mask.sum()
+    nll = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
     return nll, mask.sum()
+
+
+def answer_nll_rows(
+    model, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask=None, **kwargs
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sum of -log p(label) per row, labelled tokens per row)``, both (batch,).
+
+    ``answer_nll`` split by row, from the same one forward with the LM head at the labelled
+    positions only: a trial pack stacks its members' batches as row blocks and needs each
+    block's own sum (``rows.view(K, B).sum(1)``). A row without labels has a zero sum that is
+    still part of the graph.
+    """
+    logits, targets, mask, anchor = _answer_logits(
+        model, input_ids, labels, attention_mask, **kwargs
+    )
+    counts = mask.sum(dim=1)  # (batch,)
+    if logits.shape[0] == 0:  # no labels anywhere: differentiable zeros
+        return anchor.flatten(1).sum(dim=1) * 0.0, counts  # (batch, ...) -> (batch,)
+    token = torch.nn.functional.cross_entropy(logits, targets, reduction="none")  # (n,)
+    # back to the (batch, seq - 1) grid, zero where unlabelled; masked_scatter fills the True
+    # positions in row-major order, the order the labelled positions were gathered in
+    grid = token.new_zeros(mask.shape).masked_scatter(mask, token)  # (batch, seq - 1)
+    return grid.sum(dim=1), counts  # (batch, seq - 1) -> (batch,)
 
 
 def _right_pad(rows: Sequence[list[int]], labels: Sequence[list[int]], pad: int, device):

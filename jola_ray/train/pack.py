@@ -4,7 +4,9 @@
 (same task, seed, model, method, data and batching; ``pack_problems`` lists what must agree).
 The model is loaded and the data tokenized once; the configurations' edits are the members of
 one ``PackedHeadEdit``; every optimizer step is one forward and backward over the live members'
-batches stacked along the batch dimension (K' x B rows, each slice edited by its own member).
+batches stacked along the batch dimension (K' x B rows, each slice edited by its own member),
+with the LM head applied at the answer positions only, as a single run's step
+(``answer_loss.answer_nll_rows``: each member's loss is its block of rows' sum).
 
 The training loop is the same TRL trainer a single run uses, so the data order (the Trainer's
 seeded sampler: every member sees the same examples in the same order), the collation, the loss
@@ -17,7 +19,9 @@ single run's. Per member, as a single run has them:
   starts, which is the state a single run draws its gate noise from (so the noise matches);
 - its own penalty and penalty schedule, its own early stopping and epochs;
 - dev evaluation, best-epoch tracking, test evaluation and final files with the member attached
-  alone (``PackedHeadEdit.solo``), i.e. the single run's code.
+  alone (``PackedHeadEdit.solo``), i.e. the single run's code: as there, the Trainer's own
+  evaluation loop is skipped and the epoch's one dev pass gives the dev score and, where it is
+  free or read (``pipeline.needs_dev_loss``), ``dev_loss``.
 
 A member that stops early, reaches its epochs or is pruned leaves the stack: the next step's
 forward is smaller. ``prune(epoch, rows) -> members to stop`` (the sweep's successive halving)
@@ -463,28 +467,44 @@ class _PackEpochEnd:
     def start(self) -> None:
         self.epoch_start = time.time()
 
-    def member_evaluated(self, m: _Member, state, eval_metrics: dict) -> None:
-        """Member ``m``'s epoch row, computed with it attached alone (as ``EpochEnd``)."""
+    def on_evaluate(self, state, control) -> None:
+        """The epoch's evaluation (the trainer skipped its own loop, ``eval_in_callback``): each
+        live member's single dev pass with it attached alone, then ``epoch_done``.
+
+        Every member's pass starts from the global RNG state the trainer left (after its one
+        draw in place of the loop's data loader seed), so each draws what its single run's pass
+        draws and the pack leaves the state one single run leaves."""
+        start = torch.get_rng_state()
+        for k in list(self.packed.live):
+            torch.set_rng_state(start)
+            with self.packed.solo(k):
+                self.member_evaluated(self.pack.members[k], state)
+        self.epoch_done(control)
+
+    def member_evaluated(self, m: _Member, state) -> None:
+        """Member ``m``'s epoch row from its one dev pass (the dev score and, where it is free
+        or read, ``dev_loss``), computed with it attached alone (as ``EpochEnd``)."""
         from jola_ray.train import pipeline
         from jola_ray.train.epochs import _apply_schedule_now
         from jola_ray.train.trainer import trainable_state
 
         epoch = int(round(state.epoch or 0))
-        dev_loss = float(eval_metrics.get("eval_loss", float("nan")))
+        dev = pipeline._evaluate(m.ctx, m.ctx.splits.dev, "dev").metrics_prefixed
+        dev_loss = dev.pop("dev_loss", None)
         logs = m.logs
         row = {
             "epoch": epoch,
             "step": state.global_step,
             "train_loss": _mean(logs["task_loss"]),
             "train_penalty": _mean(logs["penalty"], 0.0),
-            "dev_loss": dev_loss,
-            **pipeline._evaluate(m.ctx, m.ctx.splits.dev, "dev").metrics_prefixed,
+            **({} if dev_loss is None else {"dev_loss": dev_loss}),
+            **dev,
             **m.handle.epoch_metrics(),
             "train_lr": float(m.lr),
             "run_status": "running",
         }
         m.logs = {"task_loss": [], "penalty": []}
-        if m.schedule.on_dev_loss(dev_loss):
+        if dev_loss is not None and m.schedule.on_dev_loss(dev_loss):
             _apply_schedule_now(self.trainer)
         cfg = m.cfg
         value = row[cfg.select_metric]
@@ -567,13 +587,19 @@ def make_pack_trainer_class():
     from transformers import TrainerCallback
     from trl import SFTTrainer
 
+    from jola_ray.evaluation.answer_loss import answer_nll_rows, supports_answer_nll
     from jola_ray.train.trainer import EditTrainerMixin, with_penalty
 
     class _Hooks(TrainerCallback):
-        """Forwards the Trainer's ``on_save`` (checkpoint on disk) to the pack."""
+        """Forwards the Trainer's ``on_evaluate`` (the epoch's end, no evaluation loop run) and
+        ``on_save`` (checkpoint on disk) to the pack."""
 
         def __init__(self, trainer):
             self.trainer = trainer
+
+        def on_evaluate(self, args, state, control, **kwargs):
+            self.trainer.pack_callback.on_evaluate(state, control)
+            return control
 
         def on_save(self, args, state, control, **kwargs):
             checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
@@ -583,7 +609,9 @@ def make_pack_trainer_class():
     class PackTrainerMixin:
         pack = None  # PackedHeadEdit
         pack_members: list = []
-        current_member = None
+        # as a single run's SFT trainer: the Trainer's own loop over the dev split is skipped
+        # (``EditTrainerMixin.evaluate``), each member's one dev pass runs in ``on_evaluate``
+        eval_in_callback = True
 
         def __init__(self, *a, callbacks=None, **kw):
             self.pack_callback = callbacks[0]
@@ -596,7 +624,7 @@ def make_pack_trainer_class():
 
         # the packed step -----------------------------------------------------------------
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if not model.training:  # a member's dev loss, the member attached alone
+            if not model.training:  # not a training step (no evaluation loop runs here)
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             self._ensure_noise()
             live = list(self.pack.live)
@@ -609,15 +637,34 @@ def make_pack_trainer_class():
                 for key, v in inputs.items()
             }
             stacked["use_cache"] = False
+            # as the single run (``EditTrainerMixin._answer_only_loss``): the backbone once and
+            # the LM head at the answer positions only; TRL's fused head (every position) where
+            # the backbone cannot be called alone or the outputs are wanted
+            answer_only = not return_outputs and supports_answer_nll(model)
+            outputs = None
             self._sync_noise()
-            outputs = model(**stacked, fused_lm_head=True)
+            if answer_only:
+                extra = {k: stacked[k] for k in ("position_ids",) if k in stacked}
+                nll, counts = answer_nll_rows(
+                    model,
+                    stacked["input_ids"],
+                    stacked["labels"],
+                    attention_mask=stacked.get("attention_mask"),
+                    **extra,
+                )  # (K'B,) each
+            else:
+                outputs = model(**stacked, fused_lm_head=True)
+                nll = -outputs.log_probs  # (K'B, T), zero on ignored positions
+                counts = outputs.label_mask  # (K'B, T)
             self._after_forward = _global_rng_state(self.pack)
-            per_token = -outputs.log_probs  # (K'B, T), zero on ignored positions
-            if per_token.shape[0] != n * batch:
+            if nll.shape[0] != n * batch:
                 raise TrainingError(
-                    f"packed loss: expected {n * batch} rows of log-probs, got "
-                    f"{tuple(per_token.shape)}"
+                    f"packed loss: expected {n * batch} rows of log-probs for members {live}, "
+                    f"got {tuple(nll.shape)}"
                 )
+            # each member's block of rows: (K'B, ...) -> (K', B, ...) -> (K',)
+            sums = nll.unflatten(0, (n, batch)).flatten(1).sum(dim=1)
+            labelled = counts.unflatten(0, (n, batch)).flatten(1).sum(dim=1)
             ga = 1
             if self.loss_is_scaled_for_ga is not False and num_items_in_batch is not None:
                 ga = self.current_gradient_accumulation_steps
@@ -625,13 +672,9 @@ def make_pack_trainer_class():
             total = None
             for i, k in enumerate(live):
                 m = self.pack_members[k]
-                rows = slice(i * batch, (i + 1) * batch)
-                num_tokens = (
-                    outputs.label_mask[rows].sum()
-                    if num_items_in_batch is None
-                    else num_items_in_batch
-                )
-                task_loss = per_token[rows].sum() / torch.as_tensor(num_tokens).clamp(min=1)
+                num_tokens = labelled[i] if num_items_in_batch is None else num_items_in_batch
+                denom = torch.as_tensor(num_tokens, device=sums.device).clamp(min=1)
+                task_loss = sums[i] / denom
                 if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                     task_loss = task_loss * (self.accelerator.num_processes // self.get_tp_size())
                 loss, penalty_value = with_penalty(
@@ -745,29 +788,6 @@ def make_pack_trainer_class():
                     params = self.pack.member_parameters(k)
                     norms.append(torch.nn.utils.clip_grad_norm_(params, max_norm))
             return torch.stack(norms).max() if norms else torch.zeros(())
-
-        # per member evaluation -------------------------------------------------------------
-        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
-            if self.current_member is not None:  # nested: a member's own evaluation
-                return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-            out = {}
-            before = torch.get_rng_state()
-            for k in list(self.pack.live):
-                m = self.pack_members[k]
-                # every member's evaluation starts from the same global RNG state, so the pack
-                # draws what one single run's evaluation draws (its data loader's seed)
-                torch.set_rng_state(before)
-                with self.pack.solo(k):
-                    self.current_member = k
-                    try:
-                        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-                        self.pack_callback.member_evaluated(m, self.state, metrics)
-                    finally:
-                        self.current_member = None
-                out[k] = metrics
-            self.pack_callback.epoch_done(self.control)
-            losses = [v.get(f"{metric_key_prefix}_loss", float("nan")) for v in out.values()]
-            return {f"{metric_key_prefix}_loss": _mean(losses)}
 
     return type("PackSFTTrainer", (PackTrainerMixin, EditTrainerMixin, SFTTrainer), {})
 

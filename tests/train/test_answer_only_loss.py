@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from jola_ray.editing import JoLAConfig, apply_edit
-from jola_ray.evaluation.answer_loss import answer_nll
+from jola_ray.evaluation.answer_loss import answer_nll, answer_nll_rows
 from jola_ray.tiny import build_tiny
 
 
@@ -75,6 +75,60 @@ def test_answer_nll_matches_the_models_own_loss():
         own = model(input_ids=ids, attention_mask=mask, labels=labels).loss  # token mean
         nll, count = answer_nll(model, ids, labels, attention_mask=mask)
     assert (nll / count).item() == pytest.approx(own.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("hooked", [False, True])  # True: the full-logits fallback
+def test_answer_nll_rows_split_answer_nll_by_row_in_value_and_gradient(hooked):
+    """Each row's sum is that row's own answer_nll (batch of one), the rows add up to the
+    batch's answer_nll, and a loss weighting the rows differently has the gradient of the same
+    weighting of per-row answer_nll calls (a pack member's block of rows is its own loss)."""
+    model, _ = build_tiny("llama", seed=0)
+    edit = apply_edit(model, JoLAConfig(seed=0))
+    if hooked:  # a hook on the model itself: supports_answer_nll is False
+        model.register_forward_pre_hook(lambda module, args: None)
+    model.train()
+    ids, mask, labels = _batch(model.config.vocab_size, seed=5)
+    labels[1] = -100  # a row without answer tokens: a zero of the graph
+    weights = torch.tensor([1.0, 2.0, 0.5, 3.0])
+
+    def rows_loss():
+        nll, counts = answer_nll_rows(model, ids, labels, attention_mask=mask)
+        assert nll.shape == counts.shape == (4,)
+        assert counts.tolist() == [3, 0, 2, 2] and nll[1].item() == 0.0
+        return (nll * weights).sum()
+
+    def one_by_one():
+        total = 0.0
+        for r in range(4):
+            torch.manual_seed(123)  # each row's forward draws the batched forward's gate noise
+            nll, _ = answer_nll(model, ids[r : r + 1], labels[r : r + 1], mask[r : r + 1])
+            total = total + weights[r] * nll
+        return total
+
+    loss_r, grads_r = _grads(model, edit, rows_loss)
+    loss_o, grads_o = _grads(model, edit, one_by_one)
+    assert loss_r.item() == pytest.approx(loss_o.item(), rel=1e-5)
+    assert any(g.abs().sum() > 0 for g in grads_r)
+    for gr, go in zip(grads_r, grads_o, strict=True):
+        torch.testing.assert_close(gr, go, rtol=1e-4, atol=1e-7)
+    with torch.no_grad():
+        torch.manual_seed(7)
+        rows, counts = answer_nll_rows(model, ids, labels, attention_mask=mask)
+        torch.manual_seed(7)
+        whole, count = answer_nll(model, ids, labels, attention_mask=mask)
+    assert rows.sum().item() == pytest.approx(whole.item(), rel=1e-5)
+    assert int(counts.sum()) == int(count)
+
+
+def test_answer_nll_rows_without_any_answer_token_are_differentiable_zeros():
+    model, _ = build_tiny("llama", seed=0)
+    edit = apply_edit(model, JoLAConfig(seed=0))
+    model.train()
+    ids, mask, _ = _batch(model.config.vocab_size)
+    nll, counts = answer_nll_rows(model, ids, torch.full_like(ids, -100), attention_mask=mask)
+    assert nll.tolist() == [0.0] * 4 and counts.tolist() == [0] * 4
+    nll.sum().backward()
+    assert all(p.grad is not None for p in edit.parameters())
 
 
 def test_a_batch_without_answer_tokens_is_a_differentiable_zero():

@@ -67,6 +67,8 @@ def _close(a, b, where):
 def _same_rows(alone, packed, who):
     assert len(alone) == len(packed), who
     for ra, rb in zip(alone, packed, strict=True):
+        # the dev loss where the single run has it (free or read), and nowhere else
+        assert ("dev_loss" in rb) == ("dev_loss" in ra), f"{who} epoch {ra['epoch']} dev_loss"
         for key, value in ra.items():
             if key not in VOLATILE:
                 _close(value, rb[key], f"{who} epoch {ra['epoch']} {key}")
@@ -267,3 +269,123 @@ def test_out_of_memory_names_the_pack_size(tmp_path):
 
     with pytest.raises(TrainingError, match=r"pack of 3 configurations.*pack: 1"):
         run_pack(_cfgs(tmp_path, "o", "jola"), report=oom, pack_dir=tmp_path / "pack")
+
+
+@pytest.mark.parametrize("n_items", ["step", None])  # None: each member's own label count
+def test_the_packed_step_scores_answer_positions_only_with_the_fused_losses_and_gradients(
+    tmp_path, n_items
+):
+    """The packed trainer's training loss: one backbone forward over the stacked batch, the LM
+    head at the answer positions alone (rows counted by a hook on it), and per member the
+    loss and gradients of TRL's fused head over every position (the fallback path, taken when
+    a hook on the model itself rules the backbone call out)."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from trl import SFTConfig
+
+    from jola_ray.data.demo import demo_pools
+    from jola_ray.editing import JoLAConfig
+    from jola_ray.editing.pack import build_pack
+    from jola_ray.tiny import build_tiny
+    from jola_ray.train.trl_data import sft_dataset
+
+    model, tok = build_tiny("llama", seed=0)
+    configs = [JoLAConfig(seed=0), JoLAConfig(seed=1, per_example_gates=True, init_std=0.05)]
+    pack = build_pack(model, configs)
+    ds = sft_dataset(demo_pools("demo_vowel").train[:4], tok, append_eos=True)
+    args = SFTConfig(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        activation_checkpointing=False,
+        save_strategy="no",
+        disable_tqdm=True,
+        completion_only_loss=True,
+    )
+    trainer = pack_mod.make_pack_trainer_class()(
+        model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=[None]
+    )
+    trainer.pack = pack
+    trainer.pack_members = [
+        SimpleNamespace(
+            index=k, penalty_fn=None, ctx=SimpleNamespace(out=f"m{k}"), logs=None, lr=None
+        )
+        for k in range(len(configs))
+    ]
+    trainer.current_gradient_accumulation_steps = 1
+    trainer.state = SimpleNamespace(global_step=0, epoch=0.0)
+    trainer._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+    batch = trainer.data_collator([ds[i] for i in range(len(ds))])
+    labelled = int((batch["labels"][:, 1:] != -100).sum())
+    head_rows = []
+    model.get_output_embeddings().register_forward_hook(
+        lambda module, args, out: head_rows.append(tuple(args[0].shape))
+    )
+    model.train()
+
+    def step():
+        """(total loss, each member's logged task loss, each member's gradients)."""
+        for k, m in enumerate(trainer.pack_members):
+            m.logs = {"task_loss": [], "penalty": []}
+            pack.members[k].noise_generator = torch.Generator().manual_seed(10 + k)
+        trainer._noise_ready, trainer._after_forward = True, None
+        model.zero_grad(set_to_none=True)
+        num = labelled if n_items == "step" else None
+        loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=num)
+        loss.backward()
+        grads = [[p.grad.clone() for p in pack.member_parameters(k)] for k in range(2)]
+        return loss.detach(), [m.logs["task_loss"][0] for m in trainer.pack_members], grads
+
+    loss_a, members_a, grads_a = step()
+    assert head_rows == [(2 * labelled, model.config.hidden_size)]  # answer positions only
+    fused = []  # a hook on the model: the backbone cannot be called alone, TRL's fused head
+    hook = model.register_forward_pre_hook(
+        lambda module, args, kwargs: fused.append(kwargs.get("fused_lm_head")), with_kwargs=True
+    )
+    loss_f, members_f, grads_f = step()
+    hook.remove()
+    assert fused == [True]
+    assert loss_a.item() == pytest.approx(loss_f.item(), rel=1e-5)
+    assert members_a == pytest.approx(members_f, rel=1e-5)
+    assert members_a[0] != pytest.approx(members_a[1], rel=1e-3)  # the members really differ
+    for k in range(2):
+        assert any(g.abs().sum() > 0 for g in grads_f[k])
+        for ga, gf in zip(grads_a[k], grads_f[k], strict=True):
+            torch.testing.assert_close(ga, gf, rtol=1e-4, atol=1e-7, msg=f"member {k}")
+
+
+def test_a_pack_runs_no_evaluation_loop_and_has_dev_loss_where_its_single_runs_do(
+    tmp_path, monkeypatch, step_losses
+):
+    """As a single run's SFT trainer, the pack skips the Trainer's evaluation loop: each member's
+    epoch row comes from its one dev pass, with ``dev_loss`` (equal to its single run's) only
+    when something reads it (greedy decoding: the loss is not free)."""
+    import transformers
+
+    loops = []
+
+    def no_loop(self, *args, **kwargs):
+        loops.append(type(self).__name__)
+        raise AssertionError("the Trainer's evaluation loop ran")
+
+    monkeypatch.setattr(transformers.Trainer, "evaluation_loop", no_loop)
+    hps = [
+        {"lr": 5e-3},
+        {"lr": 2e-2, "select_metric": "dev_loss", "patience": 1},
+        {"lr": 1e-2, "record_dev_loss": True},
+        {"lr": 5e-2, "lr_schedule": "adaptive"},  # its schedule reads the dev loss
+    ]
+    alone = _run_alone(_cfgs(tmp_path, "alone", "jola", hps), step_losses)
+    packed, final = _run_packed(_cfgs(tmp_path, "packed", "jola", hps), tmp_path)
+    assert loops == []
+    for k in range(len(hps)):
+        _same_rows(alone[k], packed[k][:-1] + [final[k]], f"member {k}")
+        assert step_losses["alone"][k] == pytest.approx(step_losses["packed"][k], rel=1e-5)
+    assert all("dev_loss" not in row for row in packed[0])
+    for k in (1, 2, 3):
+        losses = [row["dev_loss"] for row in packed[k][:-1]]
+        assert losses == pytest.approx([row["dev_loss"] for row in alone[k][:-1]], rel=1e-5)
+        assert all(math.isfinite(v) for v in losses), f"member {k}"
+    assert final[1]["best_epoch"] == alone[1][-1]["best_epoch"]  # selected by the dev loss
