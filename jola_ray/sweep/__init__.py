@@ -17,7 +17,7 @@ Modules: ``space`` (YAML -> validated SearchSpace -> trial dicts, handed to Tune
 # with the worker process's resident, which keeps the frozen model and data between trials.
 DEFAULT_RUN = "jola_ray.train.resident.run_in_worker"
 DEFAULT_MAKE_CONFIG = "jola_ray.train.RunConfig.from_dict"
-DEFAULT_RUN_PACK = "jola_ray.train.pack.run_pack"  # what a pack trial runs (``pack:``)
+DEFAULT_RUN_PACK = "jola_ray.train.resident.run_pack_in_worker"  # a pack trial (``pack:``)
 
 
 def __getattr__(name: str):

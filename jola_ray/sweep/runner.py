@@ -290,7 +290,7 @@ def run_sweep(
     """Run (or resume) the sweep of ``space``; see the module docstring.
 
     ``run_fn``/``make_config`` are what each trial runs (dotted paths or callables; stubs in
-    tests), ``run_pack_fn`` what a pack trial runs (``jola_ray.train.pack.run_pack``);
+    tests), ``run_pack_fn`` what a pack trial runs (``jola_ray.train.resident.run_pack_in_worker``: ``run_pack`` with the worker's kept model);
     ``scheduler`` replaces the space's (a comparison with Ray's pooled ASHA).
     ``reuse_actors`` keeps worker processes between trials (default None: on GPU as on CPU),
     which saves each trial the import of torch/transformers/TRL (seconds) and, with the default

@@ -159,16 +159,19 @@ def run_pack(
     prune: Prune | None = None,
     task=None,
     splits=None,
+    resident=None,
 ) -> list[dict | None]:
     """Train and test K configurations together; each member's final metrics (None: pruned).
+
+    ``resident`` (a sweep worker's ``resident.Resident``, as for ``pipeline.run``): the base
+    model, the splits and the tokenized datasets come from it when it holds them, and the pack
+    leaves the model exactly as the base again with the trial's memory released.
 
     Raises:
         ConfigError: the configurations cannot share a pack (``pack_problems``) or the task is
             a preference task.
         TrainingError: as ``run``; an out-of-memory error names the pack size.
     """
-    from jola_ray.methods import registry
-    from jola_ray.train import pipeline
 
     problems = pack_problems(cfgs)
     if problems:
@@ -204,21 +207,68 @@ def run_pack(
     if splits is None:
         from jola_ray.data import load_splits
 
-        splits = load_splits(
-            task,
-            data_dir=cfg0.data_dir,
-            seed=cfg0.seed,
-            train_size=cfg0.train_size,
-            dev_size=cfg0.dev_size,
-            test_size=cfg0.test_size,
-        )
+        def build_splits():
+            return load_splits(
+                task,
+                data_dir=cfg0.data_dir,
+                seed=cfg0.seed,
+                train_size=cfg0.train_size,
+                dev_size=cfg0.dev_size,
+                test_size=cfg0.test_size,
+            )
+
+        splits = build_splits() if resident is None else resident.splits(cfg0, build_splits)
     from datasets.utils.logging import disable_progress_bar
 
     disable_progress_bar()
     set_seed(cfg0.seed)
     from jola_ray.train.loading import load_model_and_tokenizer
 
-    model, tok, device = load_model_and_tokenizer(cfg0)
+    if resident is None:
+        model, tok, device = load_model_and_tokenizer(cfg0)
+    else:
+        model, tok, device = resident.base_model(cfg0, load_model_and_tokenizer)
+    try:
+        return _run_members(
+            cfgs,
+            task,
+            splits,
+            model,
+            tok,
+            device,
+            resident,
+            pack_dir,
+            report,
+            prune,
+            pack_state,
+            resume_from,
+        )
+    finally:
+        del model
+        if resident is not None:
+            resident.end_trial()
+
+
+def _run_members(
+    cfgs,
+    task,
+    splits,
+    model,
+    tok,
+    device,
+    resident,
+    pack_dir,
+    report,
+    prune,
+    pack_state,
+    resume_from,
+):
+    """``run_pack`` once the model and the splits are there: the members, their folders,
+    then the pack's recipe."""
+    from jola_ray.methods import registry
+    from jola_ray.train import pipeline
+
+    cfg0 = cfgs[0]
     datasets: dict = {}  # one tokenization for the whole pack
     members = []
     for k, cfg in enumerate(cfgs):
@@ -234,6 +284,7 @@ def run_pack(
             CostMeter(device),
             datasets,
         )
+        ctx.resident = resident  # the tokenized datasets come from the worker's cache
         stages = registry.get(cfg.method).stages(cfg.method_config)
         members.append(_Member(k, ctx, stages))
     names = {tuple(st.name for st in m.stages) for m in members}
@@ -468,28 +519,72 @@ class _PackEpochEnd:
         self.epoch_start = time.time()
 
     def on_evaluate(self, state, control) -> None:
-        """The epoch's evaluation (the trainer skipped its own loop, ``eval_in_callback``): each
-        live member's single dev pass with it attached alone, then ``epoch_done``.
+        """The epoch's evaluation (the trainer skipped its own loop, ``eval_in_callback``): the
+        live members' dev passes together (``_dev_passes``), then each member's row with it
+        attached alone (its best edit saved under its own names), then ``epoch_done``.
 
-        Every member's pass starts from the global RNG state the trainer left (after its one
+        Every member's row starts from the global RNG state the trainer left (after its one
         draw in place of the loop's data loader seed), so each draws what its single run's pass
         draws and the pack leaves the state one single run leaves."""
         start = torch.get_rng_state()
+        devs = self._dev_passes()
         for k in list(self.packed.live):
             torch.set_rng_state(start)
             with self.packed.solo(k):
-                self.member_evaluated(self.pack.members[k], state)
+                self.member_evaluated(self.pack.members[k], state, devs[k])
         self.epoch_done(control)
 
-    def member_evaluated(self, m: _Member, state) -> None:
-        """Member ``m``'s epoch row from its one dev pass (the dev score and, where it is free
-        or read, ``dev_loss``), computed with it attached alone (as ``EpochEnd``)."""
+    def _dev_passes(self) -> dict[int, dict]:
+        """Each live member's dev metrics from one pass over the dev split for all of them.
+
+        Members that decode alike (``pipeline.eval_settings``) are evaluated together
+        (``evaluate_copies``: each batch runs once per member in one forward, each copy edited
+        by its member), so an epoch end costs about one dev pass at K times the rows instead of
+        K passes. Each member's dev loss comes from its own result where label scoring gives it
+        (``free_loss``), else, where it is read (``pipeline.needs_dev_loss``), from a
+        teacher-forced pass with the member attached alone: what its single run computes."""
+        from jola_ray.evaluation.api import evaluate_copies
+        from jola_ray.evaluation.dev_pass import free_loss, teacher_forced_loss
         from jola_ray.train import pipeline
+
+        ctx0 = self.pack.ctx0
+        task, tok, dev = ctx0.task, ctx0.tokenizer, ctx0.splits.dev
+        live = list(self.packed.live)
+        groups: dict[tuple, list[int]] = {}
+        for k in live:
+            settings = pipeline.eval_settings(self.pack.members[k].cfg)
+            groups.setdefault(tuple(sorted(settings.items())), []).append(k)
+        out = {}
+        for key, ks in groups.items():
+            self.packed.set_live(ks)
+            try:
+                results = evaluate_copies(self.pack.model, tok, task, dev, len(ks), **dict(key))
+            finally:
+                self.packed.set_live(live)
+            for k, res in zip(ks, results, strict=True):
+                cfg = self.pack.members[k].cfg
+                loss = free_loss(res, tok, task, dev, cfg.decoding, cfg.append_eos, cfg.max_length)
+                if loss is None and pipeline.needs_dev_loss(cfg) and task.kind != "multiple_choice":
+                    with self.packed.solo(k):
+                        loss = teacher_forced_loss(
+                            self.pack.model,
+                            tok,
+                            dev,
+                            cfg.eval_batch_size,
+                            cfg.append_eos,
+                            cfg.max_length,
+                        )
+                out[k] = pipeline.split_metrics(task, "dev", res, loss).metrics_prefixed
+        return out
+
+    def member_evaluated(self, m: _Member, state, dev: dict) -> None:
+        """Member ``m``'s epoch row from its dev pass's metrics ``dev`` (the dev score and,
+        where it is free or read, ``dev_loss``), with it attached alone (as ``EpochEnd``)."""
         from jola_ray.train.epochs import _apply_schedule_now
         from jola_ray.train.trainer import trainable_state
 
         epoch = int(round(state.epoch or 0))
-        dev = pipeline._evaluate(m.ctx, m.ctx.splits.dev, "dev").metrics_prefixed
+        dev = dict(dev)
         dev_loss = dev.pop("dev_loss", None)
         logs = m.logs
         row = {

@@ -191,3 +191,11 @@ def run_in_worker(cfg, report=None, resume_from=None) -> dict:
     from jola_ray.train.pipeline import run
 
     return run(cfg, report=report, resume_from=resume_from, resident=WORKER)
+
+
+def run_pack_in_worker(cfgs, report=None, resume_from=None, **kwargs) -> list:
+    """``jola_ray.train.pack.run_pack`` with the process's ``WORKER`` resident (the sweep's run
+    of a pack trial): a worker that ran trials or packs of the same model loads it once."""
+    from jola_ray.train.pack import run_pack
+
+    return run_pack(cfgs, report=report, resume_from=resume_from, resident=WORKER, **kwargs)

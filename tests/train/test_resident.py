@@ -102,3 +102,31 @@ def test_a_dirty_or_different_model_is_loaded_again(tiny_cfg):
     assert (
         resident.base_model(tiny_cfg("y", model="tiny-qwen2"), load_model_and_tokenizer)[0] is other
     )
+
+
+def test_a_pack_uses_the_kept_model_and_leaves_it_clean(tiny_cfg, tmp_path):
+    """A worker that ran a trial runs a pack of the same model without loading it again; the
+    pack's results equal a pack on a freshly loaded model, its memory is released, and the
+    next trial reuses the model."""
+    from jola_ray.train.pack import run_pack
+
+    resident = Resident()
+    run(tiny_cfg("warm"), resident=resident)
+    packed = [tiny_cfg(f"p{i}", lr=lr) for i, lr in enumerate((1e-2, 3e-2))]
+    after_first = _tensor_bytes()
+    gc.disable()  # only the resident's own release may collect the pack's reference cycles
+    try:
+        kept = run_pack(packed, pack_dir=tmp_path / "pk", resident=resident)
+        after_pack = _tensor_bytes()
+    finally:
+        gc.enable()
+    assert resident.loads == 1 and resident.reuses == 1
+    assert _model_bytes(resident.model) <= after_pack <= after_first + 1024
+    model = resident.model
+    assert not hasattr(model, "head_edit") and "forward" not in model.__dict__
+    fresh = run_pack(
+        [tiny_cfg(f"f{i}", lr=lr) for i, lr in enumerate((1e-2, 3e-2))], pack_dir=tmp_path / "pf"
+    )
+    assert [_stable(m) for m in kept] == [_stable(m) for m in fresh]
+    run(tiny_cfg("after"), resident=resident)
+    assert resident.loads == 1 and resident.reuses == 2
