@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib
 import math
 import os
-import tempfile
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -271,6 +270,7 @@ def _pack_trial(trial: dict, run_pack: Callable, make_config: Callable, setup: d
     rungs = setup.get("rungs")
     prune = SuccessiveHalving(**rungs) if rungs else None
     metric, sign = setup.get("metric", "dev_score"), -1 if setup.get("mode") == "min" else 1
+    warnings: list[str] = []  # a checkpoint fallback, said with the next result
 
     def report(rows: dict[int, dict], checkpoint_dir: str) -> None:
         statuses = {}
@@ -290,6 +290,9 @@ def _pack_trial(trial: dict, run_pack: Callable, make_config: Callable, setup: d
             "pack_reported": statuses,
             "run_status": "finished" if finished else "running",
         }
+        if warnings:
+            summary["warning"] = "; ".join(warnings)
+            warnings.clear()
         try:
             tune.report(summary, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
         except OSError as err:
@@ -297,20 +300,22 @@ def _pack_trial(trial: dict, run_pack: Callable, make_config: Callable, setup: d
                 raise StorageError(f"a pack checkpoint could not be written: {err}") from err
             raise
 
-    checkpoint = tune.get_checkpoint()
+    def run(cfgs, report, resume_from):
+        run_pack(
+            cfgs,
+            report=report,
+            resume_from=resume_from,
+            pack_dir=os.path.join(trial_dir, "pack"),
+            prune=prune,
+        )
+
+    def warn(message: str) -> None:
+        recovery.warn_to_stderr(message)
+        warnings.append(message)
+
     try:
-        if checkpoint is None:
-            run_pack(cfgs, report=report, pack_dir=os.path.join(trial_dir, "pack"), prune=prune)
-            return
-        with tempfile.TemporaryDirectory(prefix="jola-resume-") as resume_dir:
-            checkpoint.to_directory(resume_dir)
-            run_pack(
-                cfgs,
-                report=report,
-                resume_from=resume_dir,
-                pack_dir=os.path.join(trial_dir, "pack"),
-                prune=prune,
-            )
+        # as a single trial: the newest checkpoint whose files all read, else the one before
+        recovery.run_with_fallback(run, cfgs, report, tune.get_checkpoint(), warn)
     except Exception as err:
         import traceback
 

@@ -123,6 +123,48 @@ def pack_problems(cfgs: Sequence[RunConfig]) -> list[str]:
     return problems
 
 
+def check_pack_checkpoint(directory: str | Path, members: int) -> dict:
+    """The pack state of checkpoint ``directory`` after checking every file its resume reads:
+    ``pack_state.json``; unless the pack had finished, the Trainer's files (every member's
+    edit, optimizer and schedule state, the RNG, the step), the noise generators and each
+    member's run state and best edit (``state.check_checkpoint`` of ``members/<k>``).
+
+    Raises:
+        CheckpointError: naming the missing or unreadable file (the sweep then falls back to
+            the checkpoint before, as for a single trial).
+        TrainingError: the checkpoint is a pack of another size.
+    """
+    from jola_ray.errors import CheckpointError
+    from jola_ray.train.state import TRAINER_FILES, check_checkpoint, check_files
+
+    directory = Path(directory)
+    state_path = directory / PACK_STATE_FILE
+    if not state_path.is_file():
+        raise CheckpointError(
+            f"resume_from: {directory} is not a checkpoint of a pack (no {PACK_STATE_FILE})",
+            str(state_path),
+        )
+    try:
+        pack_state = json.loads(state_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(
+            f"{state_path}: unreadable or truncated JSON ({err})", str(state_path)
+        ) from None
+    if pack_state.get("members") != members:
+        raise TrainingError(
+            f"resume_from: {directory} holds a pack of {pack_state.get('members')} "
+            f"configurations, not {members}"
+        )
+    if pack_state.get("finished"):
+        return pack_state
+    check_files(directory, TRAINER_FILES)
+    if (directory / NOISE_FILE).is_file():
+        check_files(directory, (NOISE_FILE,))
+    for k in range(members):
+        check_checkpoint(directory / MEMBERS_DIR / str(k), trainer_files=False)
+    return pack_state
+
+
 @dataclass
 class _Member:
     """One configuration inside the pack: its run context, state and per-step bookkeeping."""
@@ -180,15 +222,7 @@ def run_pack(
     pack_dir = Path(pack_dir)
     pack_state = None
     if resume_from is not None:
-        path = Path(resume_from) / PACK_STATE_FILE
-        if not path.is_file():
-            raise TrainingError(f"resume_from: {resume_from} is not a checkpoint of a pack")
-        pack_state = json.loads(path.read_text())
-        if pack_state.get("members") != len(cfgs):
-            raise TrainingError(
-                f"resume_from: {resume_from} holds a pack of {pack_state.get('members')} "
-                f"configurations, not {len(cfgs)}"
-            )
+        pack_state = check_pack_checkpoint(resume_from, len(cfgs))
         if pack_state.get("finished"):
             return pack_state["final"]
 

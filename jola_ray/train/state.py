@@ -83,8 +83,11 @@ class RunState:
         return (Path(directory) / RUN_STATE_FILE).is_file()
 
 
-def check_checkpoint(directory: str | Path) -> RunState:
+def check_checkpoint(directory: str | Path, trainer_files: bool = True) -> RunState:
     """Load the run state of a checkpoint after checking every file a resume reads.
+
+    ``trainer_files=False``: the directory holds a run state alone (a trial pack's member: the
+    Trainer's files are the pack's, checked there with ``check_files``).
 
     A resume restores the edit, optimizer, schedule, RNG, step and early stopping, or nothing:
     the Trainer would silently start a fresh optimizer without ``optimizer.pt`` and give a
@@ -106,8 +109,32 @@ def check_checkpoint(directory: str | Path) -> RunState:
         state = RunState(**{k: v for k, v in data.items() if k != "best_state"})
     except TypeError as err:
         raise CheckpointError(f"{state_path}: not a run state ({err})", str(state_path)) from None
-    needed = FINAL_FILES if state.finished else TRAINER_FILES
-    for name in needed:
+    if state.finished:
+        check_files(directory, FINAL_FILES)
+    elif trainer_files:
+        check_files(directory, TRAINER_FILES)
+    best = directory / BEST_EDIT_FILE
+    if not state.finished and state.best_epoch and not best.is_file():
+        raise CheckpointError(
+            f"checkpoint {directory} has no {BEST_EDIT_FILE} (best epoch {state.best_epoch})",
+            str(best),
+        )
+    if best.is_file():
+        state.best_state = _read_safetensors(best)
+    return state
+
+
+def check_files(directory: str | Path, names) -> None:
+    """Every file of ``names`` is in ``directory`` and readable: JSON parses, safetensors load,
+    ``.pt``/``.pth`` zip archives pass their CRCs (nothing is unpickled).
+
+    Raises:
+        CheckpointError: naming the missing or unreadable file (``err.path``).
+    """
+    from jola_ray.errors import CheckpointError
+
+    directory = Path(directory)
+    for name in names:
         path = directory / name
         if not path.is_file():
             raise CheckpointError(
@@ -121,15 +148,6 @@ def check_checkpoint(directory: str | Path) -> RunState:
             _read_safetensors(path)
         else:
             _check_zip(path)
-    best = directory / BEST_EDIT_FILE
-    if not state.finished and state.best_epoch and not best.is_file():
-        raise CheckpointError(
-            f"checkpoint {directory} has no {BEST_EDIT_FILE} (best epoch {state.best_epoch})",
-            str(best),
-        )
-    if best.is_file():
-        state.best_state = _read_safetensors(best)
-    return state
 
 
 def _read_json(path: Path) -> dict:

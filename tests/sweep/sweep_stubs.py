@@ -139,6 +139,34 @@ def run_pack_failing_once(cfgs, report=None, resume_from=None, **kwargs):
     return run_pack(cfgs, report=dying, resume_from=resume_from, **kwargs)
 
 
+def run_pack_damaged_once(cfgs, report=None, resume_from=None, **kwargs):
+    """The real ``run_pack``, whose worker, on the first attempt, truncates the newest stored
+    pack checkpoint's ``pack_state.json`` after the second one and dies: the retry must fall
+    back to the first checkpoint."""
+    from pathlib import Path
+
+    from jola_ray.train.pack import run_pack
+
+    trial_dir = Path(kwargs["pack_dir"]).parent
+    marker = trial_dir / "damaged_once"
+    seen = []
+
+    def dying(rows, checkpoint_dir):
+        report(rows, checkpoint_dir)
+        seen.append(1)
+        if len(seen) == 2 and not marker.exists():
+            marker.write_text("1")
+            from ray.train._internal.session import get_storage
+
+            stored = Path(get_storage().trial_fs_path)  # where Tune keeps the checkpoints
+            newest = sorted(stored.glob("checkpoint_*"))[-1]
+            state = newest / "pack_state.json"
+            state.write_text(state.read_text()[:10])
+            raise RuntimeError("simulated worker failure after a damaged pack checkpoint")
+
+    return run_pack(cfgs, report=dying, resume_from=resume_from, **kwargs)
+
+
 def permanent_run(cfg: dict, report, resume_from: str | None = None) -> dict:
     """Fails for task ``demo_b`` with a failure that repeats identically (a non-finite loss at
     the same seed); each attempt appends a line to ``attempts_file``."""

@@ -213,3 +213,32 @@ def test_a_packed_sweep_reports_what_the_unpacked_sweep_reports(ray_cluster, tmp
     for col in ("test_score", "best_dev_score", "best_epoch"):
         np.testing.assert_allclose(retried[col], packed[col], rtol=1e-5, err_msg=col)
     assert list(retried_epochs.groupby("config_name")["epoch"].max()) == [2, 2, 2]
+
+    # A pack whose newest checkpoint is damaged falls back to the one before (as a single
+    # trial does), says so, and still ends with the uninterrupted pack's results.
+    raw3 = {**raw, "fixed": {**raw["fixed"], "epochs": 3}}
+    space = parse_space({**raw3, "pack": True, "name": "whole3"}, "inline")
+    assert run_sweep(space, storage_path=str(tmp_path), say=lambda s: None).exit_code == 0
+    whole, _ = load_experiment(str(tmp_path / "whole3"))
+    whole = whole.sort_values("config_name").reset_index(drop=True)
+    space = parse_space({**raw3, "pack": True, "name": "damaged", "max_failures": 1}, "inline")
+    outcome = run_sweep(
+        space,
+        storage_path=str(tmp_path),
+        say=lambda s: None,
+        run_pack_fn="sweep_stubs.run_pack_damaged_once",
+    )
+    assert outcome.exit_code == 0 and set(outcome.statuses.values()) == {"finished"}
+    assert len(list((tmp_path / "damaged").glob("*/damaged_once"))) == 1
+    damaged, _ = load_experiment(str(tmp_path / "damaged"))
+    damaged = damaged.sort_values("config_name").reset_index(drop=True)
+    for col in ("test_score", "best_dev_score", "best_epoch"):
+        np.testing.assert_allclose(damaged[col], whole[col], rtol=1e-5, err_msg=col)
+    rows = [
+        json.loads(line)
+        for p in (tmp_path / "damaged").glob("*/result.json")
+        for line in p.read_text().splitlines()
+        if line.strip()
+    ]
+    warned = [r["warning"] for r in rows if r.get("warning")]
+    assert warned and "pack_state.json" in warned[0] and "older" in warned[0]
