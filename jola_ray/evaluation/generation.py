@@ -7,11 +7,10 @@ a row does not depend on when other rows stop, so stopping early changes no pred
 Beam search runs the full ``max_new_tokens`` as the reference does, because ending hypotheses
 at a newline would change which beam wins.
 
-Greedy decoding prefills each batch itself (``prefill``: the prompts' shared prefix runs once)
-and takes the first new token from that forward; only rows not done after it (no EOS, no
-complete line, no decided label) continue in ``generate`` from the prefill's KV cache. The
-text is what ``generate`` alone would give (the tests compare with it): the first step of
-greedy search is the argmax of the same logits.
+Greedy decoding goes through ``greedy.GreedyDecoder``: each batch is prefilled once (its
+prompts' shared prefix once), the first new token comes from that forward, and only rows not
+done after it continue in ``generate``, the waiting rows of several batches together. The
+text is what ``generate`` alone would give (the tests compare with it).
 """
 
 from __future__ import annotations
@@ -30,8 +29,8 @@ from jola_ray.evaluation.batching import (
     model_device,
     pad_id,
 )
+from jola_ray.evaluation.greedy import GreedyDecoder
 from jola_ray.evaluation.label_stop import LabelDecided, literal_alternatives
-from jola_ray.evaluation.prefill import cache_kwarg, prefill
 
 _FLAGS_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -162,67 +161,26 @@ def generate_continuations(
 
     encoded = encode_prompts(tokenizer, prompts)
     outputs: list[list[str]] = [[""] * len(prompts) for _ in range(n_copies)]
-    for batch in length_sorted_batches([len(e) for e in encoded], batch_size):
-        rows = [encoded[i] for i in batch]
-        if mode == "greedy":
-            texts = _greedy_batch(model, tokenizer, rows, pad, device, config, criteria, n_copies)
-        else:
-            inputs = left_pad(rows, pad, device)
-            inputs.pop("position_ids")  # generate derives them from the attention mask
-            if n_copies > 1:  # (b, W) -> (copies * b, W): copy m at rows [m*b, (m+1)*b)
-                inputs = {k: torch.cat([v] * n_copies) for k, v in inputs.items()}
-            width = inputs["input_ids"].shape[1]
-            out = model.generate(
-                **inputs, generation_config=config, stopping_criteria=criteria(width)
-            )
-            # out: (copies * b, width + new tokens); the prompt part is the same padded block
-            texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+    batches = length_sorted_batches([len(e) for e in encoded], batch_size)
+    if mode == "greedy":
+        decoder = GreedyDecoder(
+            model, tokenizer, config, criteria, pad, device, batch_size, n_copies
+        )
+        for batch in batches:
+            for copy, i, text in decoder.add([encoded[i] for i in batch], batch):
+                outputs[copy][i] = text
+        for copy, i, text in decoder.flush():
+            outputs[copy][i] = text
+        return outputs if copies is not None else outputs[0]
+    for batch in batches:
+        inputs = left_pad([encoded[i] for i in batch], pad, device)
+        inputs.pop("position_ids")  # generate derives them from the attention mask
+        if n_copies > 1:  # (b, W) -> (copies * b, W): copy m at rows [m*b, (m+1)*b)
+            inputs = {k: torch.cat([v] * n_copies) for k, v in inputs.items()}
+        width = inputs["input_ids"].shape[1]
+        out = model.generate(**inputs, generation_config=config, stopping_criteria=criteria(width))
+        # out: (copies * b, width + new tokens); the prompt part is the same padded block
+        texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
         for r, text in enumerate(texts):
             outputs[r // len(batch)][batch[r % len(batch)]] = text
     return outputs if copies is not None else outputs[0]
-
-
-def _greedy_batch(model, tokenizer, rows, pad, device, config, criteria, n_copies) -> list[str]:
-    """Greedy continuations of one batch (``n_copies`` member-major copies of ``rows``).
-
-    The prompts are prefilled once (``prefill``: their shared prefix once), and the first new
-    token of every row is the argmax of the prefill's logits, as ``generate``'s greedy step
-    takes it. A row that is done after that token (EOS, a complete first line, a decided label,
-    or ``max_new_tokens`` 1) costs that forward alone; the others continue in ``generate`` from
-    the prefill's cache. A closed-label task's answer is usually decided by its first token, so
-    most rows of a trained model never enter a decoding step.
-    """
-    pre = prefill(model, rows, pad, device, n_copies)
-    first = pre.logits.argmax(dim=-1)  # (n,)
-    width = pre.input_ids.shape[1]
-    ids = torch.cat([pre.input_ids, first[:, None]], dim=1)  # (n, width + 1)
-    done = criteria(width)(ids, None)
-    eos = config.eos_token_id
-    for token in [eos] if isinstance(eos, int) else list(eos or ()):
-        done |= first == token
-    if config.max_new_tokens <= 1:
-        done[:] = True
-    texts = tokenizer.batch_decode(first[:, None], skip_special_tokens=True)
-    b = len(rows)
-    # rows every copy continues: a pack's edit needs equal, member-major blocks of rows
-    undone = sorted({r % b for r in torch.nonzero(~done).flatten().tolist()})
-    if not undone:
-        return texts
-    keep = torch.tensor([m * b + r for m in range(n_copies) for r in undone], device=device)
-    cache = pre.cache
-    cache.batch_select_indices(keep)
-    mask = torch.cat([pre.attention_mask, pre.attention_mask.new_ones(len(ids), 1)], dim=1)
-    cont = config.__class__(**{**config.to_dict(), "max_new_tokens": config.max_new_tokens - 1})
-    out = model.generate(
-        input_ids=ids[keep],
-        attention_mask=mask[keep],
-        generation_config=cont,
-        stopping_criteria=criteria(width),
-        **{cache_kwarg(model): cache},
-    )
-    # out: (kept, width + 1 + new tokens); the first new token is at column ``width``
-    continued = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
-    for r, text in zip(keep.tolist(), continued, strict=True):
-        if not done[r]:  # a row done after its first token keeps that token's text
-            texts[r] = text
-    return texts

@@ -81,35 +81,42 @@ def test_greedy_continuations_equal_transformers_generate(arch):
     assert got == want
 
 
-def test_rows_decided_by_their_first_token_never_enter_generate(monkeypatch):
-    """A label task whose first generated token decides every row: one forward per batch, no
-    ``generate`` call; with a longer label set rows continue and still equal full decoding."""
+def test_rows_decided_by_their_first_token_take_no_decode_step():
+    """A label task whose first generated token decides every row: the prefill alone, no
+    one-token decode step; with labels no first token decides, rows continue and still equal
+    transformers' own greedy decoding."""
+    from jola_ray.evaluation.extraction import label_regex
+
     model, tok = build_tiny("llama", seed=5)
     firsts = [hf_greedy(model, tok, p, 1)[0] for p in PROMPTS]
     labels = tuple(sorted({tok.decode([t]) for t in firsts}))  # every first token is a label
     task = Task(**{**LABEL_TASK.__dict__, "labels": labels})
-    calls = []
-    original = type(model).generate
-    monkeypatch.setattr(
-        type(model), "generate", lambda self, *a, **k: calls.append(1) or original(self, *a, **k)
+    widths = []  # tokens fed per forward of the decoder stack
+    hook = model.model.register_forward_pre_hook(
+        lambda mod, args, kwargs: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True
     )
-    from jola_ray.evaluation.extraction import label_regex
-
-    got = generate_continuations(model, tok, PROMPTS, batch_size=4, label_regex=label_regex(task))
-    assert calls == []
-    assert got == [tok.decode([t]) for t in firsts]
-    # labels no first token decides: every row continues, as transformers decodes it
-    task2 = Task(**{**LABEL_TASK.__dict__, "labels": ("zzzz", "qqqq")})
-    got2 = generate_continuations(
-        model,
-        tok,
-        PROMPTS,
-        batch_size=4,
-        max_new_tokens=5,
-        stop_at_newline=False,
-        label_regex=label_regex(task2),
-    )
-    assert calls  # the continuation ran
+    try:
+        got = generate_continuations(
+            model, tok, PROMPTS, batch_size=4, label_regex=label_regex(task)
+        )
+        assert widths and 1 not in widths  # prefix and suffix forwards only
+        assert got == [tok.decode([t]) for t in firsts]
+        # labels no first token decides: every row continues, as transformers decodes it
+        task2 = Task(**{**LABEL_TASK.__dict__, "labels": ("zzzz", "qqqq")})
+        widths.clear()
+        got2 = generate_continuations(
+            model,
+            tok,
+            PROMPTS,
+            batch_size=4,
+            max_new_tokens=5,
+            stop_at_newline=False,
+            label_regex=label_regex(task2),
+        )
+        # every row continues: the two batches' rows together, four one-token steps
+        assert widths.count(1) == 4
+    finally:
+        hook.remove()
     assert got2 == [
         tok.decode(hf_greedy(model, tok, p, 5), skip_special_tokens=True) for p in PROMPTS
     ]
@@ -198,3 +205,71 @@ def test_a_model_level_hook_gets_the_whole_prompt_in_one_call():
     assert pre.shared == 0
     want = torch.stack([lone_logits(model, tok, p) for p in PROMPTS])
     torch.testing.assert_close(pre.logits.float(), want.float(), rtol=1e-4, atol=1e-4)
+
+
+# varied prompts where a tiny model's first greedy tokens differ: (arch, seed) -> the labels
+# that decide some rows with their first token while the others continue
+VARIED = [
+    "Q: " + q + " A:"
+    for q in (
+        "red?",
+        "is the sea deep and wide today?",
+        "x",
+        "name three birds",
+        "ok",
+        "what is two plus two?",
+        "say hi",
+        "colder in winter?",
+    )
+]
+SPLITS = {("llama", 6): ("u",), ("gemma2", 0): ("H", "6")}
+
+
+def _split_task(model, tok, labels):
+    firsts = [tok.decode([hf_greedy(model, tok, p, 1)[0]]) for p in VARIED]
+    decided = [f in labels for f in firsts]
+    assert any(decided) and not all(decided)  # the test needs both kinds of rows
+    return Task(**{**LABEL_TASK.__dict__, "labels": labels})
+
+
+@pytest.mark.parametrize(("arch", "seed"), list(SPLITS))
+def test_waiting_rows_of_several_batches_continue_together(arch, seed, monkeypatch):
+    """Rows not done after their first token wait and continue in one ``generate`` call for
+    several batches (plain dynamic caches; Gemma 2's sliding-window layers continue batch by
+    batch); every text is a prefix of transformers' own greedy decoding of its prompt, and
+    the prediction extracted from it is the full decoding's."""
+    from jola_ray.evaluation.extraction import extract_answer, label_regex
+
+    model, tok = build_tiny(arch, seed=seed)
+    task = _split_task(model, tok, SPLITS[arch, seed])
+    full = [tok.decode(hf_greedy(model, tok, p, 6), skip_special_tokens=True) for p in VARIED]
+    calls = []
+    original = type(model).generate
+    monkeypatch.setattr(
+        type(model), "generate", lambda self, *a, **k: calls.append(1) or original(self, *a, **k)
+    )
+    got = generate_continuations(
+        model, tok, VARIED, batch_size=3, max_new_tokens=6, label_regex=label_regex(task)
+    )
+    for text, whole in zip(got, full, strict=True):
+        assert whole.startswith(text)
+        assert extract_answer(task, text) == extract_answer(task, whole)
+    # three batches of up to three prompts, with waiting rows in each: one merged call (llama)
+    # or one per batch (gemma2)
+    assert len(calls) == (1 if arch == "llama" else 3)
+
+
+def test_merged_continuations_keep_each_pack_member_apart():
+    """With copies, rows merged from several batches stay member-major: each member's texts
+    equal its texts decoded alone."""
+    from jola_ray.evaluation.extraction import label_regex
+
+    model, tok = build_tiny("llama", seed=6)
+    task = _split_task(model, tok, SPLITS["llama", 6])
+    pack = _pack(model)
+    model.eval()
+    kw = dict(batch_size=3, max_new_tokens=6, label_regex=label_regex(task))
+    texts = generate_continuations(model, tok, VARIED, copies=3, **kw)
+    for k in range(3):
+        assert texts[k] == _solo(pack, k, lambda: generate_continuations(model, tok, VARIED, **kw))
+    assert texts[0] != texts[1] or texts[1] != texts[2]  # the members decode differently
