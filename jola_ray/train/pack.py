@@ -239,19 +239,9 @@ def run_pack(
             "(packs train SFT tasks)"
         )
     if splits is None:
-        from jola_ray.data import load_splits
+        from jola_ray.train.pipeline import run_splits
 
-        def build_splits():
-            return load_splits(
-                task,
-                data_dir=cfg0.data_dir,
-                seed=cfg0.seed,
-                train_size=cfg0.train_size,
-                dev_size=cfg0.dev_size,
-                test_size=cfg0.test_size,
-            )
-
-        splits = build_splits() if resident is None else resident.splits(cfg0, build_splits)
+        splits = run_splits(cfg0, task, resident)
     from datasets.utils.logging import disable_progress_bar
 
     disable_progress_bar()
@@ -262,89 +252,60 @@ def run_pack(
         model, tok, device = load_model_and_tokenizer(cfg0)
     else:
         model, tok, device = resident.base_model(cfg0, load_model_and_tokenizer)
-    try:
-        return _run_members(
-            cfgs,
-            task,
-            splits,
-            model,
-            tok,
-            device,
-            resident,
-            pack_dir,
-            report,
-            prune,
-            pack_state,
-            resume_from,
-        )
-    finally:
-        del model
-        if resident is not None:
-            resident.end_trial()
-
-
-def _run_members(
-    cfgs,
-    task,
-    splits,
-    model,
-    tok,
-    device,
-    resident,
-    pack_dir,
-    report,
-    prune,
-    pack_state,
-    resume_from,
-):
-    """``run_pack`` once the model and the splits are there: the members, their folders,
-    then the pack's recipe."""
     from jola_ray.methods import registry
     from jola_ray.train import pipeline
 
-    cfg0 = cfgs[0]
-    datasets: dict = {}  # one tokenization for the whole pack
-    members = []
-    for k, cfg in enumerate(cfgs):
-        ctx = pipeline._Run(
-            cfg,
-            task,
-            splits,
-            model,
-            tok,
-            device,
-            Path(cfg.output_dir),
-            None,
-            CostMeter(device),
-            datasets,
-        )
-        ctx.resident = resident  # the tokenized datasets come from the worker's cache
-        stages = registry.get(cfg.method).stages(cfg.method_config)
-        members.append(_Member(k, ctx, stages))
-    names = {tuple(st.name for st in m.stages) for m in members}
-    if len(names) != 1:
-        raise ConfigError(f"trial pack: members' recipes differ ({sorted(names)})")
-    # As ``run``: the data are fitted (bad data fails) before any folder is written; every
-    # member's config.yaml is headed by the sizes and fitting the pack really used.
-    pipeline._datasets(members[0].ctx, "sft")
-    for m in members:
-        m.ctx.fit = members[0].ctx.fit
-        m.ctx.out.mkdir(parents=True, exist_ok=True)
-        pipeline._write_config(m.ctx, m.ctx.out / "config.yaml")
-    pack_dir.mkdir(parents=True, exist_ok=True)
-    pack = _Pack(members, pack_dir, report, prune, pack_state, resume_from)
+    members: list[_Member] = []
     try:
-        return pack.recipe()
-    except DataError as err:  # bad data found late: said in every member's folder
+        datasets: dict = {}  # one tokenization for the whole pack
+        for k, cfg in enumerate(cfgs):
+            ctx = pipeline._Run(
+                cfg,
+                task,
+                splits,
+                model,
+                tok,
+                device,
+                Path(cfg.output_dir),
+                None,
+                CostMeter(device),
+                datasets,
+            )
+            ctx.resident = resident  # the tokenized datasets come from the worker's cache
+            stages = registry.get(cfg.method).stages(cfg.method_config)
+            members.append(_Member(k, ctx, stages))
+        names = {tuple(st.name for st in m.stages) for m in members}
+        if len(names) != 1:
+            raise ConfigError(f"trial pack: members' recipes differ ({sorted(names)})")
+        # As ``run``: the data are fitted (bad data fails) before any folder is written; every
+        # member's config.yaml is headed by the sizes and fitting the pack really used.
+        pipeline._datasets(members[0].ctx, "sft")
         for m in members:
-            (m.ctx.out / pipeline.FAILED_FILE).write_text(f"run failed on bad data: {err}\n")
-        raise
-    except torch.OutOfMemoryError as err:
-        raise TrainingError(
-            f"out of memory in a pack of {len(cfgs)} configurations (model {cfg0.model}, "
-            f"batch_size {cfg0.batch_size}: {len(cfgs) * cfg0.batch_size} rows per step); "
-            f"use a smaller pack (pack: {max(1, len(cfgs) // 2)}) or a smaller batch_size"
-        ) from err
+            m.ctx.fit = members[0].ctx.fit
+            m.ctx.out.mkdir(parents=True, exist_ok=True)
+            pipeline._write_config(m.ctx, m.ctx.out / "config.yaml")
+        pack_dir.mkdir(parents=True, exist_ok=True)
+        pack = _Pack(members, pack_dir, report, prune, pack_state, resume_from)
+        try:
+            return pack.recipe()
+        except DataError as err:  # bad data found late: said in every member's folder
+            for m in members:
+                (m.ctx.out / pipeline.FAILED_FILE).write_text(f"run failed on bad data: {err}\n")
+            raise
+        except torch.OutOfMemoryError as err:
+            raise TrainingError(
+                f"out of memory in a pack of {len(cfgs)} configurations (model {cfg0.model}, "
+                f"batch_size {cfg0.batch_size}: {len(cfgs) * cfg0.batch_size} rows per step); "
+                f"use a smaller pack (pack: {max(1, len(cfgs) // 2)}) or a smaller batch_size"
+            ) from err
+    finally:
+        # what the pack held (edits, states, trainer) must be unreachable before the resident
+        # collects it; the kept model stays
+        members.clear()
+        pack = None  # noqa: F841
+        del model
+        if resident is not None:
+            resident.end_trial()
 
 
 class _Pack:

@@ -109,25 +109,9 @@ def run(
 
         task = get_task(cfg.task)
     if splits is None:
-        from jola_ray.data import load_splits
-
-        def build_splits():
-            return load_splits(
-                task,
-                data_dir=cfg.data_dir,
-                seed=cfg.seed,
-                train_size=cfg.train_size,
-                dev_size=cfg.dev_size,
-                test_size=cfg.test_size,
-                # a method without stages reads dev (when there is one) and test: a test-only
-                # folder will do
-                need={"test"} if not stages else {"train", "dev", "test"},
-            )
-
-        if resident is None or not stages:
-            splits = build_splits()
-        else:
-            splits = resident.splits(cfg, build_splits)
+        # a method without stages reads dev (when there is one) and test: a test-only folder
+        # will do (and nothing is kept: a worker keeps the splits of trained runs)
+        splits = run_splits(cfg, task, resident if stages else None, trained=bool(stages))
     from datasets.utils.logging import disable_progress_bar
 
     disable_progress_bar()  # per-split map() bars of TRL's dataset preparation
@@ -529,6 +513,26 @@ def _allow_quantized_training(model, quantized: bool):
 class _Eval:
     metrics_prefixed: dict
     predictions: list
+
+
+def run_splits(cfg: RunConfig, task, resident=None, trained: bool = True):
+    """The run's splits (``load_splits`` of its task, data folder, seed and sizes), kept by
+    the worker's ``resident`` when there is one. ``trained=False``: only the test split (and
+    dev, where there is one) must exist."""
+    from jola_ray.data import load_splits
+
+    def build():
+        return load_splits(
+            task,
+            data_dir=cfg.data_dir,
+            seed=cfg.seed,
+            train_size=cfg.train_size,
+            dev_size=cfg.dev_size,
+            test_size=cfg.test_size,
+            need={"train", "dev", "test"} if trained else {"test"},
+        )
+
+    return build() if resident is None else resident.splits(cfg, build)
 
 
 def needs_dev_loss(cfg: RunConfig) -> bool:

@@ -56,3 +56,20 @@ class Recorder:
 @pytest.fixture
 def recorder():
     return Recorder
+
+
+def trainer_args(tmp_path, **overrides):
+    """A TRL ``SFTConfig`` for driving a trainer by hand in a test: CPU, fp32, no reporting,
+    no checkpoints, no progress bars."""
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        activation_checkpointing=False,
+        save_strategy="no",
+        disable_tqdm=True,
+        **overrides,
+    )

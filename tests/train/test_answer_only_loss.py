@@ -10,6 +10,8 @@ from jola_ray.editing import JoLAConfig, apply_edit
 from jola_ray.evaluation.answer_loss import answer_nll, answer_nll_rows
 from jola_ray.tiny import build_tiny
 
+from .conftest import trainer_args
+
 
 def _batch(vocab: int, seed: int = 0):
     """Right-padded rows with a prompt (-100) and 1-3 answer tokens each: (4, 9)."""
@@ -145,7 +147,6 @@ def test_a_batch_without_answer_tokens_is_a_differentiable_zero():
 def test_sft_trainer_step_loss_equals_trls_fused_loss(tmp_path):
     """The trainer's own compute_loss (answer-only) against TRL's fused LM head path, on a
     batch from the trainer's collator: same loss, same edit gradients."""
-    from trl import SFTConfig
 
     from jola_ray.data.demo import demo_pools
     from jola_ray.train.trainer import make_trainer_class
@@ -154,15 +155,7 @@ def test_sft_trainer_step_loss_equals_trls_fused_loss(tmp_path):
     model, tok = build_tiny("llama", seed=0)
     edit = apply_edit(model, JoLAConfig(seed=0))
     ds = sft_dataset(demo_pools("demo_vowel").train[:6], tok, append_eos=True)
-    args = SFTConfig(
-        output_dir=str(tmp_path),
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        activation_checkpointing=False,
-        save_strategy="no",
-        disable_tqdm=True,
-    )
+    args = trainer_args(tmp_path)
     trainer = make_trainer_class("sft")(
         model=model, args=args, train_dataset=ds, processing_class=tok
     )

@@ -19,7 +19,7 @@ from jola_ray.train import pack as pack_mod
 from jola_ray.train import trainer as trainer_mod
 from jola_ray.train.pack import pack_problems, run_pack
 
-from .conftest import TINY
+from .conftest import TINY, trainer_args
 
 BASE = {**TINY, "epochs": 3}
 # Members differ in what a group's configurations differ in: rate, schedule and its profile,
@@ -282,8 +282,6 @@ def test_the_packed_step_scores_answer_positions_only_with_the_fused_losses_and_
     from collections import defaultdict
     from types import SimpleNamespace
 
-    from trl import SFTConfig
-
     from jola_ray.data.demo import demo_pools
     from jola_ray.editing import JoLAConfig
     from jola_ray.editing.pack import build_pack
@@ -294,16 +292,7 @@ def test_the_packed_step_scores_answer_positions_only_with_the_fused_losses_and_
     configs = [JoLAConfig(seed=0), JoLAConfig(seed=1, per_example_gates=True, init_std=0.05)]
     pack = build_pack(model, configs)
     ds = sft_dataset(demo_pools("demo_vowel").train[:4], tok, append_eos=True)
-    args = SFTConfig(
-        output_dir=str(tmp_path),
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        activation_checkpointing=False,
-        save_strategy="no",
-        disable_tqdm=True,
-        completion_only_loss=True,
-    )
+    args = trainer_args(tmp_path, completion_only_loss=True)
     trainer = pack_mod.make_pack_trainer_class()(
         model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=[None]
     )
