@@ -295,8 +295,10 @@ def run_pack(
         except torch.OutOfMemoryError as err:
             raise TrainingError(
                 f"out of memory in a pack of {len(cfgs)} configurations (model {cfg0.model}, "
-                f"batch_size {cfg0.batch_size}: {len(cfgs) * cfg0.batch_size} rows per step); "
-                f"use a smaller pack (pack: {max(1, len(cfgs) // 2)}) or a smaller batch_size"
+                f"batch_size {cfg0.batch_size}: {len(cfgs) * cfg0.batch_size} rows per step; "
+                f"eval_batch_size {cfg0.eval_batch_size}: up to "
+                f"{len(cfgs) * cfg0.eval_batch_size} rows per dev batch); use a smaller pack "
+                f"(pack: {max(1, len(cfgs) // 2)}), a smaller batch_size or eval_batch_size"
             ) from err
     finally:
         # what the pack held (edits, states, trainer) must be unreachable before the resident

@@ -267,7 +267,7 @@ def test_out_of_memory_names_the_pack_size(tmp_path):
     def oom(members, checkpoint_dir):
         raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
-    with pytest.raises(TrainingError, match=r"pack of 3 configurations.*pack: 1"):
+    with pytest.raises(TrainingError, match=r"pack of 3 configurations.*dev batch.*pack: 1"):
         run_pack(_cfgs(tmp_path, "o", "jola"), report=oom, pack_dir=tmp_path / "pack")
 
 
