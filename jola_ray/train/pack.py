@@ -38,6 +38,9 @@ members that trained that epoch, and once at the end with the finished members' 
 Cost: the pack's wall seconds are shared, each epoch's among the members live in it;
 every member's metrics say so (``pack_size``, ``cost_shared: true``).
 
+Memory: a pack that runs out of memory before its first checkpoint splits into halves run one
+after the other (``run_pack``; each part's checkpoints carry ``split.json``).
+
 Methods that pack: ``jola`` (every ``jola.gates`` and ``jola.parts``, at ``jola.site: heads``)
 and ``lofit`` (both stages) on SFT tasks. ``zero_shot`` trains nothing, the baselines (BitFit,
 RED, LoReFT, RepE, ITI, LoRA) edit other modules, JoLA at other sites hooks whole-layer outputs,
@@ -50,6 +53,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +69,7 @@ from jola_ray.train.state import RunState
 log = logging.getLogger(__name__)
 
 PACK_STATE_FILE = "pack_state.json"
+SPLIT_FILE = "split.json"  # in a split pack's checkpoints: its parts and the finished results
 NOISE_FILE = "noise_rng.pt"
 MEMBERS_DIR = "members"
 # Leaves every member of a pack must share: what loads the model, builds the data and batches.
@@ -192,6 +197,14 @@ class _Member:
         return self.pruned_at is not None or s.stopped or len(s.history) >= self.cfg.epochs
 
 
+class PackOutOfMemory(TrainingError):
+    """A pack ran out of memory; ``size`` configurations were in it."""
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
+
+
 def run_pack(
     cfgs: Sequence[RunConfig],
     report: PackReport | None = None,
@@ -209,11 +222,97 @@ def run_pack(
     model, the splits and the tokenized datasets come from it when it holds them, and the pack
     leaves the model exactly as the base again with the trial's memory released.
 
+    A pack that runs out of memory before its first checkpoint splits itself: its first half,
+    then its second, each a pack of its own (``pack_dir/part-<i>``), halved again while a part
+    does not fit; members keep their indices in ``report`` and ``prune`` (which then cuts within
+    a part). Each part's checkpoints carry the split (``split.json``: the parts, which one,
+    the finished parts' results), so a resumed split pack continues the part it was in.
+
     Raises:
         ConfigError: the configurations cannot share a pack (``pack_problems``) or the task is
             a preference task.
-        TrainingError: as ``run``; an out-of-memory error names the pack size.
+        TrainingError: as ``run``; a pack that runs out of memory after its first checkpoint,
+            or with one configuration left, names its size (``PackOutOfMemory``).
     """
+    parts: list[list[int]] = [list(range(len(cfgs)))]
+    results: dict[int, dict | None] = {}
+    current, part_resume = 0, resume_from
+    if resume_from is not None and (Path(resume_from) / SPLIT_FILE).is_file():
+        split = json.loads((Path(resume_from) / SPLIT_FILE).read_text())
+        parts, current = split["parts"], split["part"]
+        results = {int(k): v for k, v in split["results"].items()}
+    while current < len(parts):
+        part = parts[current]
+        reported: list[str] = []
+        part_dir = Path(pack_dir) if len(parts) == 1 else Path(pack_dir) / f"part-{current}"
+
+        def part_report(
+            rows, checkpoint_dir, part=part, current=current, reported=reported, parts=parts
+        ):
+            if len(parts) > 1:  # the split travels with every checkpoint of a part
+                split = {"parts": parts, "part": current, "results": results}
+                (Path(checkpoint_dir) / SPLIT_FILE).write_text(json.dumps(split, indent=1))
+            reported.append(checkpoint_dir)
+            if report is not None:
+                report({part[k]: r for k, r in rows.items()}, checkpoint_dir)
+
+        def part_prune(epoch, rows, part=part):
+            cut = prune(epoch, {part[k]: r for k, r in rows.items()})
+            return {part.index(k) for k in cut}
+
+        try:
+            finals = _run_whole_pack(
+                [cfgs[k] for k in part],
+                part_report,
+                part_resume,
+                pack_dir=part_dir,
+                prune=part_prune if prune is not None else None,
+                task=task,
+                splits=splits,
+                resident=resident,
+            )
+        except PackOutOfMemory as err:
+            if reported or len(part) == 1:
+                raise
+            half = (len(part) + 1) // 2
+            parts = [*parts[:current], part[:half], part[half:], *parts[current + 1 :]]
+            part_resume = None
+            log.warning(
+                "trial pack of %d configurations did not fit in memory; splitting it into "
+                "packs of %d and %d (%s)",
+                len(part),
+                half,
+                len(part) - half,
+                err,
+            )
+            shutil.rmtree(part_dir, ignore_errors=True)  # the attempt reported nothing
+            _release_memory()
+            continue
+        results.update(zip(part, finals, strict=True))
+        current, part_resume = current + 1, None
+    return [results[k] for k in range(len(cfgs))]
+
+
+def _release_memory() -> None:
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def _run_whole_pack(
+    cfgs: Sequence[RunConfig],
+    report: PackReport | None,
+    resume_from: str | None,
+    *,
+    pack_dir: Path,
+    prune: Prune | None,
+    task,
+    splits,
+    resident,
+) -> list[dict | None]:
+    """``run_pack`` of one pack that is not split (see there)."""
 
     problems = pack_problems(cfgs)
     if problems:
@@ -293,12 +392,13 @@ def run_pack(
                 (m.ctx.out / pipeline.FAILED_FILE).write_text(f"run failed on bad data: {err}\n")
             raise
         except torch.OutOfMemoryError as err:
-            raise TrainingError(
+            raise PackOutOfMemory(
                 f"out of memory in a pack of {len(cfgs)} configurations (model {cfg0.model}, "
                 f"batch_size {cfg0.batch_size}: {len(cfgs) * cfg0.batch_size} rows per step; "
                 f"eval_batch_size {cfg0.eval_batch_size}: up to "
                 f"{len(cfgs) * cfg0.eval_batch_size} rows per dev batch); use a smaller pack "
-                f"(pack: {max(1, len(cfgs) // 2)}), a smaller batch_size or eval_batch_size"
+                f"(pack: {max(1, len(cfgs) // 2)}), a smaller batch_size or eval_batch_size",
+                len(cfgs),
             ) from err
     finally:
         # what the pack held (edits, states, trainer) must be unreachable before the resident

@@ -378,3 +378,80 @@ def test_a_pack_runs_no_evaluation_loop_and_has_dev_loss_where_its_single_runs_d
         assert losses == pytest.approx([row["dev_loss"] for row in alone[k][:-1]], rel=1e-5)
         assert all(math.isfinite(v) for v in losses), f"member {k}"
     assert final[1]["best_epoch"] == alone[1][-1]["best_epoch"]  # selected by the dev loss
+
+
+@pytest.fixture
+def fits_two(monkeypatch):
+    """A device on which a pack's stacked forward fits at most two configurations: more live
+    members raise the out-of-memory error a CUDA device would."""
+    from jola_ray.editing.pack import PackedHeadEdit
+
+    original = PackedHeadEdit.edit_stacked
+    sizes = []
+
+    def limited(self, layer, z):
+        sizes.append(len(self.live))
+        if len(self.live) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return original(self, layer, z)
+
+    monkeypatch.setattr(PackedHeadEdit, "edit_stacked", limited)
+    return sizes
+
+
+def test_a_pack_that_does_not_fit_splits_itself_with_the_same_results(tmp_path, fits_two):
+    """Three configurations where two fit: the pack runs as packs of two and one, reports every
+    member under its own index, and each member's results equal the unsplit pack's."""
+    cfgs = _cfgs(tmp_path, "split", "jola")
+    rows = {k: [] for k in range(3)}
+    final = run_pack(
+        cfgs,
+        report=lambda members, d: [rows[k].append(dict(m)) for k, m in members.items()],
+        pack_dir=tmp_path / "split",
+    )
+    assert max(fits_two) == 3 and set(fits_two[1:]) <= {1, 2}  # tried once whole, then split
+    assert sorted(p.name for p in (tmp_path / "split").iterdir()) == ["part-0", "part-1"]
+    assert [m["pack_size"] for m in final] == [2, 2, 1]
+    fits_two.clear()
+    whole_cfgs = _cfgs(tmp_path, "whole", "jola")
+    alone = [run(c) for c in whole_cfgs]  # single runs: no packed forward, no limit
+    for k, (a, b) in enumerate(zip(alone, final, strict=True)):
+        for key, value in a.items():
+            if key not in VOLATILE:
+                _close(value, b[key], f"member {k} {key}")
+        assert rows[k] and rows[k][-1]["run_status"] == "finished"
+
+
+def test_a_split_pack_resumes_in_the_part_it_was_in(tmp_path, fits_two):
+    cfgs = _cfgs(tmp_path, "a", "jola")
+    whole = run_pack(cfgs, pack_dir=tmp_path / "pa")
+    checkpoints = []
+
+    def dying(members, checkpoint_dir):
+        checkpoints.append(checkpoint_dir)
+        if sorted(members) == [2]:  # the second part's first checkpoint
+            raise RuntimeError("simulated preemption")
+
+    cut = _cfgs(tmp_path, "b", "jola")
+    with pytest.raises(RuntimeError, match="preemption"):
+        run_pack(cut, report=dying, pack_dir=tmp_path / "pb")
+    split = json.loads((Path(checkpoints[-1]) / "split.json").read_text())
+    assert split["parts"] == [[0, 1], [2]] and split["part"] == 1
+    assert sorted(split["results"]) == ["0", "1"]
+    resumed = run_pack(cut, resume_from=checkpoints[-1], pack_dir=tmp_path / "pb")
+    for k, (a, b) in enumerate(zip(whole, resumed, strict=True)):
+        for key, value in a.items():
+            if key not in VOLATILE:
+                _close(value, b[key], f"member {k} {key}")
+        _same_edit(Path(cfgs[k].output_dir), Path(cut[k].output_dir), f"member {k}")
+
+
+def test_a_pack_of_one_that_does_not_fit_says_so(tmp_path, monkeypatch):
+    from jola_ray.editing.pack import PackedHeadEdit
+
+    def never(self, layer, z):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(PackedHeadEdit, "edit_stacked", never)
+    with pytest.raises(TrainingError, match=r"pack of 1 configurations"):
+        run_pack(_cfgs(tmp_path, "n", "jola"), pack_dir=tmp_path / "pn")
