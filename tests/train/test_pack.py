@@ -74,6 +74,17 @@ def _same_rows(alone, packed, who):
                 _close(value, rb[key], f"{who} epoch {ra['epoch']} {key}")
 
 
+def _same_finals(finals_a, finals_b, cfgs_a=None, cfgs_b=None):
+    """Every member's final metrics (and, given their configs, final edits) equal."""
+    for k, (a, b) in enumerate(zip(finals_a, finals_b, strict=True)):
+        for key, value in a.items():
+            if key not in VOLATILE:
+                _close(value, b[key], f"member {k} {key}")
+        if cfgs_a is not None:
+            who = f"member {k}"
+            _same_edit(Path(cfgs_a[k].output_dir), Path(cfgs_b[k].output_dir), who)
+
+
 def _same_edit(dir_a, dir_b, who):
     a, b = load_file(str(dir_a / "edit.safetensors")), load_file(str(dir_b / "edit.safetensors"))
     assert sorted(a) == sorted(b), who
@@ -227,11 +238,7 @@ def test_a_killed_pack_resumes_to_the_same_results(tmp_path):
         run_pack(cut, report=dying, pack_dir=tmp_path / "b")
     assert json.loads((Path(checkpoints[-1]) / "pack_state.json").read_text())["live"]
     resumed = run_pack(cut, resume_from=checkpoints[-1], pack_dir=tmp_path / "b")
-    for k, (a, b) in enumerate(zip(whole, resumed, strict=True)):
-        for key, value in a.items():
-            if key not in VOLATILE:
-                _close(value, b[key], f"member {k} {key}")
-        _same_edit(Path(cfgs[k].output_dir), Path(cut[k].output_dir), f"member {k}")
+    _same_finals(whole, resumed, cfgs, cut)
 
 
 def test_pruned_members_leave_the_stack_without_a_test(tmp_path):
@@ -415,11 +422,8 @@ def test_a_pack_that_does_not_fit_splits_itself_with_the_same_results(tmp_path, 
     fits_two.clear()
     whole_cfgs = _cfgs(tmp_path, "whole", "jola")
     alone = [run(c) for c in whole_cfgs]  # single runs: no packed forward, no limit
-    for k, (a, b) in enumerate(zip(alone, final, strict=True)):
-        for key, value in a.items():
-            if key not in VOLATILE:
-                _close(value, b[key], f"member {k} {key}")
-        assert rows[k] and rows[k][-1]["run_status"] == "finished"
+    _same_finals(alone, final)
+    assert all(rows[k] and rows[k][-1]["run_status"] == "finished" for k in rows)
 
 
 def test_a_split_pack_resumes_in_the_part_it_was_in(tmp_path, fits_two):
@@ -439,11 +443,7 @@ def test_a_split_pack_resumes_in_the_part_it_was_in(tmp_path, fits_two):
     assert split["parts"] == [[0, 1], [2]] and split["part"] == 1
     assert sorted(split["results"]) == ["0", "1"]
     resumed = run_pack(cut, resume_from=checkpoints[-1], pack_dir=tmp_path / "pb")
-    for k, (a, b) in enumerate(zip(whole, resumed, strict=True)):
-        for key, value in a.items():
-            if key not in VOLATILE:
-                _close(value, b[key], f"member {k} {key}")
-        _same_edit(Path(cfgs[k].output_dir), Path(cut[k].output_dir), f"member {k}")
+    _same_finals(whole, resumed, cfgs, cut)
 
 
 def test_a_pack_of_one_that_does_not_fit_says_so(tmp_path, monkeypatch):
