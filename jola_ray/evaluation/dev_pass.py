@@ -52,13 +52,45 @@ def evaluate_with_loss(
         num_beams=num_beams,
         max_new_tokens=max_new_tokens,
     )
-    loss = free_loss(result, tokenizer, task, examples, mode, append_eos, max_length)
-    if loss is None and need_loss and task.kind != "multiple_choice":
-        loss = teacher_forced_loss(model, tokenizer, examples, batch_size, append_eos, max_length)
+    loss = dev_loss(
+        result,
+        model,
+        tokenizer,
+        task,
+        examples,
+        mode=mode,
+        batch_size=batch_size,
+        need_loss=need_loss,
+        append_eos=append_eos,
+        max_length=max_length,
+    )
     return result, loss
 
 
-def free_loss(
+def dev_loss(
+    result: EvalResult,
+    model,
+    tokenizer,
+    task: Task,
+    examples: Sequence[Example],
+    *,
+    mode: str,
+    batch_size: int,
+    need_loss: bool,
+    append_eos: bool = False,
+    max_length: int | None = None,
+) -> float | None:
+    """The dev loss of the evaluation ``result`` of ``examples``: free from label scoring
+    where it holds it, else, when ``need_loss``, one teacher-forced pass of ``model`` as it is
+    attached (a trial pack calls this with each configuration attached alone); None otherwise
+    and for multiple-choice tasks."""
+    loss = _free_loss(result, tokenizer, task, examples, mode, append_eos, max_length)
+    if loss is None and need_loss and task.kind != "multiple_choice":
+        loss = _teacher_forced_loss(model, tokenizer, examples, batch_size, append_eos, max_length)
+    return loss
+
+
+def _free_loss(
     result: EvalResult,
     tokenizer,
     task: Task,
@@ -69,7 +101,7 @@ def free_loss(
 ) -> float | None:
     """The dev loss that ``result`` already holds: label scoring computed every label's
     log-likelihood, so the gold label's gives the loss (when training scores the same tokens:
-    no EOS appended, no prompt cut); None otherwise. One call per configuration of a pack."""
+    no EOS appended, no prompt cut); None otherwise."""
     if task.kind == "multiple_choice" or mode != "label_scoring" or not task.labels:
         return None
     if append_eos:
@@ -85,7 +117,7 @@ def free_loss(
     return answer_loss.loss_from_label_scores(tokenizer, result.predictions, answers)
 
 
-def teacher_forced_loss(
+def _teacher_forced_loss(
     model, tokenizer, examples: Sequence[Example], batch_size: int, append_eos, max_length
 ) -> float:
     """The dev loss from one teacher-forced forward per batch of prompt + answer rows, in eval

@@ -624,28 +624,24 @@ class _PackEpochEnd:
         draw in place of the loop's data loader seed), so each draws what its single run's pass
         draws and the pack leaves the state one single run leaves."""
         start = torch.get_rng_state()
-        devs = self._dev_passes()
+        results = self._dev_passes()
         for k in list(self.packed.live):
             torch.set_rng_state(start)
             with self.packed.solo(k):
-                self.member_evaluated(self.pack.members[k], state, devs[k])
+                self.member_evaluated(self.pack.members[k], state, results[k])
         self.epoch_done(control)
 
-    def _dev_passes(self) -> dict[int, dict]:
-        """Each live member's dev metrics from one pass over the dev split for all of them.
+    def _dev_passes(self) -> dict:
+        """Each live member's dev ``EvalResult`` from one pass over the dev split for all.
 
         Members that decode alike (``pipeline.eval_settings``) are evaluated together
         (``evaluate_copies``: each batch runs once per member in one forward, each copy edited
         by its member), so an epoch end costs about one dev pass at K times the rows instead of
-        K passes. Each member's dev loss comes from its own result where label scoring gives it
-        (``free_loss``), else, where it is read (``pipeline.needs_dev_loss``), from a
-        teacher-forced pass with the member attached alone: what its single run computes."""
+        K passes."""
         from jola_ray.evaluation.api import evaluate_copies
-        from jola_ray.evaluation.dev_pass import free_loss, teacher_forced_loss
         from jola_ray.train import pipeline
 
         ctx0 = self.pack.ctx0
-        task, tok, dev = ctx0.task, ctx0.tokenizer, ctx0.splits.dev
         live = list(self.packed.live)
         groups: dict[tuple, list[int]] = {}
         for k in live:
@@ -655,41 +651,51 @@ class _PackEpochEnd:
         for key, ks in groups.items():
             self.packed.set_live(ks)
             try:
-                results = evaluate_copies(self.pack.model, tok, task, dev, len(ks), **dict(key))
+                results = evaluate_copies(
+                    self.pack.model,
+                    ctx0.tokenizer,
+                    ctx0.task,
+                    ctx0.splits.dev,
+                    len(ks),
+                    **dict(key),
+                )
             finally:
                 self.packed.set_live(live)
-            for k, res in zip(ks, results, strict=True):
-                cfg = self.pack.members[k].cfg
-                loss = free_loss(res, tok, task, dev, cfg.decoding, cfg.append_eos, cfg.max_length)
-                if loss is None and pipeline.needs_dev_loss(cfg) and task.kind != "multiple_choice":
-                    with self.packed.solo(k):
-                        loss = teacher_forced_loss(
-                            self.pack.model,
-                            tok,
-                            dev,
-                            cfg.eval_batch_size,
-                            cfg.append_eos,
-                            cfg.max_length,
-                        )
-                out[k] = pipeline.split_metrics(task, "dev", res, loss).metrics_prefixed
+            out.update(zip(ks, results, strict=True))
         return out
 
-    def member_evaluated(self, m: _Member, state, dev: dict) -> None:
-        """Member ``m``'s epoch row from its dev pass's metrics ``dev`` (the dev score and,
-        where it is free or read, ``dev_loss``), with it attached alone (as ``EpochEnd``)."""
+    def member_evaluated(self, m: _Member, state, result) -> None:
+        """Member ``m``'s epoch row, with it attached alone (as ``EpochEnd``): the dev metrics
+        of its part of the pack's dev pass (``result``) and, where label scoring gives it or
+        something reads it (``pipeline.needs_dev_loss``), its dev loss, as its single run
+        computes them (``dev_pass.dev_loss``)."""
+        from jola_ray.evaluation.dev_pass import dev_loss as loss_of
+        from jola_ray.train import pipeline
         from jola_ray.train.epochs import _apply_schedule_now
         from jola_ray.train.trainer import trainable_state
 
         epoch = int(round(state.epoch or 0))
-        dev = dict(dev)
-        dev_loss = dev.pop("dev_loss", None)
+        cfg, ctx = m.cfg, m.ctx
+        dev = pipeline.split_metrics(ctx.task, "dev", result, None).metrics_prefixed
+        dev_loss = loss_of(
+            result,
+            ctx.model,
+            ctx.tokenizer,
+            ctx.task,
+            ctx.splits.dev,
+            mode=cfg.decoding,
+            batch_size=cfg.eval_batch_size,
+            need_loss=pipeline.needs_dev_loss(cfg),
+            append_eos=cfg.append_eos,
+            max_length=cfg.max_length,
+        )
         logs = m.logs
         row = {
             "epoch": epoch,
             "step": state.global_step,
             "train_loss": _mean(logs["task_loss"]),
             "train_penalty": _mean(logs["penalty"], 0.0),
-            **({} if dev_loss is None else {"dev_loss": dev_loss}),
+            **({} if dev_loss is None else {"dev_loss": float(dev_loss)}),
             **dev,
             **m.handle.epoch_metrics(),
             "train_lr": float(m.lr),
@@ -698,7 +704,6 @@ class _PackEpochEnd:
         m.logs = {"task_loss": [], "penalty": []}
         if dev_loss is not None and m.schedule.on_dev_loss(dev_loss):
             _apply_schedule_now(self.trainer)
-        cfg = m.cfg
         value = row[cfg.select_metric]
         s = m.state
         if s.improved(value, higher_is_better=cfg.select_metric != "dev_loss"):
