@@ -90,18 +90,11 @@ class EpochEnd(TrainerCallback):
             and self.schedule.on_dev_loss(dev_loss)
         ):
             _apply_schedule_now(self.trainer)
-        value = m[self.select_metric]
-        if self.state.improved(value, higher_is_better=self.select_metric != "dev_loss"):
-            self.state.best_value = value
-            self.state.best_epoch = epoch
-            self.state.epochs_without_gain = 0
-            self.state.best_state = trainable_state(self.trainer.model)
-        else:
-            self.state.epochs_without_gain += 1
-            if self.patience and self.state.epochs_without_gain >= self.patience:
-                self.state.stopped = True
-                control.should_training_stop = True
-        self.state.history.append(m)
+        self.state.end_epoch(
+            m, self.select_metric, self.patience, lambda: trainable_state(self.trainer.model)
+        )
+        if self.state.stopped:
+            control.should_training_stop = True
         self._pending = m
         return control
 

@@ -704,18 +704,9 @@ class _PackEpochEnd:
         m.logs = {"task_loss": [], "penalty": []}
         if dev_loss is not None and m.schedule.on_dev_loss(dev_loss):
             _apply_schedule_now(self.trainer)
-        value = row[cfg.select_metric]
-        s = m.state
-        if s.improved(value, higher_is_better=cfg.select_metric != "dev_loss"):
-            s.best_value = value
-            s.best_epoch = epoch
-            s.epochs_without_gain = 0
-            s.best_state = trainable_state(self.trainer.model)  # member alone: solo names
-        else:
-            s.epochs_without_gain += 1
-            if cfg.patience and s.epochs_without_gain >= cfg.patience:
-                s.stopped = True
-        s.history.append(row)
+        m.state.end_epoch(  # the member alone: its best edit under its own (solo) names
+            row, cfg.select_metric, cfg.patience, lambda: trainable_state(self.trainer.model)
+        )
         m.pending = row
 
     def epoch_done(self, control) -> None:

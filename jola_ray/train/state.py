@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,24 @@ class RunState:
         if self.best_value is None:
             return True
         return value > self.best_value if higher_is_better else value < self.best_value
+
+    def end_epoch(
+        self, row: dict, select_metric: str, patience: int, edit_state: Callable[[], dict]
+    ) -> None:
+        """Record epoch ``row``: a better ``select_metric`` (higher, or lower for ``dev_loss``)
+        makes it the best epoch and keeps ``edit_state()``; otherwise one more epoch without
+        gain, and ``stopped`` once ``patience`` (0: never) of them have passed."""
+        value = row[select_metric]
+        if self.improved(value, higher_is_better=select_metric != "dev_loss"):
+            self.best_value = value
+            self.best_epoch = row["epoch"]
+            self.epochs_without_gain = 0
+            self.best_state = edit_state()
+        else:
+            self.epochs_without_gain += 1
+            if patience and self.epochs_without_gain >= patience:
+                self.stopped = True
+        self.history.append(row)
 
     def save(self, directory: str | Path) -> None:
         from safetensors.torch import save_file
