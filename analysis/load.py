@@ -290,43 +290,42 @@ def read_gates(trial_path: str) -> pd.DataFrame | None:
     return frame
 
 
-def _ray_statuses(fs: pafs.FileSystem, root: str, top: dict) -> dict[str, str]:
-    """trial_id -> Ray's status (PENDING, RUNNING, PAUSED, TERMINATED, ERROR) from the newest
-    ``experiment_state-*.json``; empty when there is none or it cannot be read (it is optional:
-    statuses then come from the trial files alone)."""
+def _ray_trials(fs: pafs.FileSystem, root: str, top: dict) -> list[dict]:
+    """The trials of the newest ``experiment_state-*.json`` (each Ray's own JSON of a trial:
+    ``trial_id``, ``status``, ``config``, ...); empty when there is none or it cannot be read
+    (it is optional: the trial files alone then say everything)."""
     names = sorted(n for n in top if n.startswith("experiment_state-") and n.endswith(".json"))
     if not names:
-        return {}
+        return []
     try:
         state = json.loads(_read_text(fs, join(root, names[-1])))
-        out = {}
-        for trial_json, _runtime in state["trial_data"]:
-            trial = json.loads(trial_json)
-            out[str(trial["trial_id"])] = str(trial["status"])
-        return out
+        trials = [json.loads(trial_json) for trial_json, _runtime in state["trial_data"]]
     except (OSError, ValueError, KeyError, TypeError):
+        return []
+    if not all(isinstance(t, dict) and "trial_id" in t for t in trials):
+        return []  # a trial that does not name itself: the state is not used
+    return trials
+
+
+def _ray_statuses(trials: list[dict]) -> dict[str, str]:
+    """trial_id -> Ray's status (PENDING, RUNNING, PAUSED, TERMINATED, ERROR); empty when a
+    trial has none (the state is then not used)."""
+    try:
+        return {str(t["trial_id"]): str(t["status"]) for t in trials}
+    except KeyError:
         return {}
 
 
-def _ray_configs(fs: pafs.FileSystem, root: str, top: dict) -> dict[str, dict]:
-    """trial_id -> the trial's config (what params.json holds) from the newest experiment
-    state; empty when there is none or it cannot be read."""
-    names = sorted(n for n in top if n.startswith("experiment_state-") and n.endswith(".json"))
-    if not names:
-        return {}
-    try:
-        state = json.loads(_read_text(fs, join(root, names[-1])))
-        out = {}
-        for trial_json, _runtime in state["trial_data"]:
-            trial = json.loads(trial_json)
-            config = trial.get("config")
-            if isinstance(config, dict) and isinstance(config.get("trial"), dict):
-                config = config["trial"]  # Ray's grid axis wraps the trial's dict
-            if isinstance(config, dict):
-                out[str(trial["trial_id"])] = config
-        return out
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
+def _ray_configs(trials: list[dict]) -> dict[str, dict]:
+    """trial_id -> the trial's config (what params.json holds)."""
+    out = {}
+    for trial in trials:
+        config = trial.get("config")
+        if isinstance(config, dict) and isinstance(config.get("trial"), dict):
+            config = config["trial"]  # Ray's grid axis wraps the trial's dict
+        if isinstance(config, dict):
+            out[str(trial["trial_id"])] = config
+    return out
 
 
 def grid_key(point: dict) -> str:
@@ -354,7 +353,7 @@ def ray_statuses(exp_dir: str) -> dict[str, str]:
     """trial_id -> Ray's status for an experiment directory (see ``_ray_statuses``)."""
     fs, root = resolve(exp_dir)
     try:
-        return _ray_statuses(fs, root, _children(fs, root))
+        return _ray_statuses(_ray_trials(fs, root, _children(fs, root)))
     except OSError:  # no such directory yet, or storage unreachable
         return {}
 
@@ -398,8 +397,9 @@ def load_experiment(exp_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
             f"`jola-ray sweep` writes), found {shown}"
         )
 
-    ray_status = _ray_statuses(fs, root, top)
-    ray_config = _ray_configs(fs, root, top)
+    ray_trials = _ray_trials(fs, root, top)  # read once: it can be large
+    ray_status = _ray_statuses(ray_trials)
+    ray_config = _ray_configs(ray_trials)
     grid = _sweep_grid(fs, root, top)
     trials, epochs = [], []
     seen_keys: set[str] = set()
