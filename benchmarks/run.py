@@ -151,6 +151,14 @@ def _log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def _record(result: dict, errors: dict, section: str, measure) -> None:
+    """``measure()``'s figures into ``result``; a failure is recorded under ``section``."""
+    try:
+        result.update(measure())
+    except Exception as err:
+        errors[section] = f"{type(err).__name__}: {err}"[:500]
+
+
 def run_shape(name: str, args, settings: dict, sections: set[str]) -> dict:
     """Every selected section for one shape; a failing section is recorded, not fatal."""
     import torch
@@ -172,54 +180,54 @@ def run_shape(name: str, args, settings: dict, sections: set[str]) -> dict:
         result["build_s"] = time.perf_counter() - t0
         if "train" in sections:
             _log(f"{name}: training step (floor, JoLA {args.variants}, LoFiT)")
-            try:
-                result.update(
-                    train_step.run(
-                        model,
-                        shape,
-                        args.device,
-                        settings["warmup"],
-                        settings["steps"],
-                        args.variants,
-                        repeats=args.repeats or settings["train_rounds"],
-                    )
-                )
-            except Exception as err:
-                errors["train"] = f"{type(err).__name__}: {err}"[:500]
+            _record(
+                result,
+                errors,
+                "train",
+                lambda: train_step.run(
+                    model,
+                    shape,
+                    args.device,
+                    settings["warmup"],
+                    settings["steps"],
+                    args.variants,
+                    repeats=args.repeats or settings["train_rounds"],
+                ),
+            )
             _log(f"{name}: the trial's own step (trainer loss, answer-only labels) vs bare")
-            try:
-                result.update(
-                    train_step.run_trainer_step(
-                        model,
-                        tok,
-                        args.device,
-                        settings["warmup"],
-                        settings["steps"],
-                        repeats=args.repeats or settings["train_rounds"],
-                    )
-                )
-            except Exception as err:
-                errors["trainer_step"] = f"{type(err).__name__}: {err}"[:500]
+            _record(
+                result,
+                errors,
+                "trainer_step",
+                lambda: train_step.run_trainer_step(
+                    model,
+                    tok,
+                    args.device,
+                    settings["warmup"],
+                    settings["steps"],
+                    repeats=args.repeats or settings["train_rounds"],
+                ),
+            )
         if "methods" in sections:
             _log(f"{name}: every trained method's step (registry, default settings) vs floor")
-            try:
-                result.update(
-                    method_steps.run(
-                        model, shape, args.device, settings["warmup"], settings["steps"]
-                    )
-                )
-            except Exception as err:
-                errors["methods"] = f"{type(err).__name__}: {err}"[:500]
+            _record(
+                result,
+                errors,
+                "methods",
+                lambda: method_steps.run(
+                    model, shape, args.device, settings["warmup"], settings["steps"]
+                ),
+            )
         if "eval" in sections:
             _log(f"{name}: decoding modes {list(settings['eval_counts'])}")
-            try:
-                result.update(
-                    decode_speed.run(
-                        model, tok, args.device, settings["eval_counts"], settings["prompt_tokens"]
-                    )
-                )
-            except Exception as err:
-                errors["eval"] = f"{type(err).__name__}: {err}"[:500]
+            _record(
+                result,
+                errors,
+                "eval",
+                lambda: decode_speed.run(
+                    model, tok, args.device, settings["eval_counts"], settings["prompt_tokens"]
+                ),
+            )
         del model, tok
         gc.collect()  # hooks and the edit hold reference cycles: free the weights now
         if args.device.startswith("cuda"):
