@@ -16,9 +16,9 @@ with a hook on the model itself: such an edit reads whole calls (LoReFT finds it
 positions in the call's inputs and leaves a call that continues a cache alone), so the prompt
 must arrive in one call.
 
-``replicas`` (trial packs, ``jola_ray.editing.pack``): the batch runs ``replicas`` times in one
+``copies`` (trial packs, ``jola_ray.editing.pack``): the batch runs ``copies`` times in one
 forward, member-major (rows ``[m * b, (m + 1) * b)`` are copy ``m``), so each configuration of a
-pack edits its own copy. The shared prefix then runs once per copy (``replicas`` rows), since
+pack edits its own copy. The shared prefix then runs once per copy (``copies`` rows), since
 every configuration edits it differently.
 
 What is returned feeds either scoring (``scoring.continuation_logprobs``: the candidates'
@@ -41,7 +41,7 @@ MIN_SHARED = 2  # below this a shared prefix saves less than its extra forward c
 
 @dataclass
 class Prefilled:
-    """A prefilled batch of ``n = replicas * b`` rows (member-major copies of ``b`` prompts).
+    """A prefilled batch of ``n = copies * b`` rows (member-major copies of ``b`` prompts).
 
     ``logits``: (n, vocab), the next-token logits after each prompt. ``cache``: the KV cache of
     every prompt token, (n, ..., ``width``, ...). ``attention_mask``: (n, width), 1 on real
@@ -83,7 +83,7 @@ def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
 
 
 @torch.no_grad()
-def prefill(model, rows: Sequence[Sequence[int]], pad: int, device, replicas: int = 1) -> Prefilled:
+def prefill(model, rows: Sequence[Sequence[int]], pad: int, device, copies: int = 1) -> Prefilled:
     """Run ``rows`` (token ids of ``b`` prompts) through ``model`` with a KV cache; see the
     module docstring. The model is used as it is (the caller puts it in eval mode)."""
     b = len(rows)
@@ -92,15 +92,15 @@ def prefill(model, rows: Sequence[Sequence[int]], pad: int, device, replicas: in
     shared = 0 if whole_calls else shared_prefix_length(rows)
     cache = None
     if shared:
-        prefix = torch.tensor([list(rows[0][:shared])] * replicas, device=device)  # (replicas, P)
+        prefix = torch.tensor([list(rows[0][:shared])] * copies, device=device)  # (copies, P)
         out = model(input_ids=prefix, use_cache=True, logits_to_keep=1)
         cache = output_cache(out)
-        cache.batch_repeat_interleave(b)  # (replicas, ...) -> (replicas * b, ...): member-major
+        cache.batch_repeat_interleave(b)  # (copies, ...) -> (copies * b, ...): member-major
     own = left_pad([r[shared:] for r in rows], pad, device)  # (b, W) each
     ids, mask = own["input_ids"], own["attention_mask"]
     positions = own["position_ids"] + shared  # the suffix continues after the prefix
-    if replicas > 1:  # (b, W) -> (replicas * b, W), copy m at rows [m*b, (m+1)*b)
-        ids, mask, positions = (torch.cat([t] * replicas) for t in (ids, mask, positions))
+    if copies > 1:  # (b, W) -> (copies * b, W), copy m at rows [m*b, (m+1)*b)
+        ids, mask, positions = (torch.cat([t] * copies) for t in (ids, mask, positions))
     full_mask = mask
     if shared:
         full_mask = torch.cat([mask.new_ones(mask.shape[0], shared), mask], dim=1)  # (n, P + W)
