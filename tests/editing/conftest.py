@@ -30,3 +30,22 @@ def batch():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def capture_o_proj(model):
+    """Hooks recording each o_proj's raw input (before an edit's hook) and its output, per
+    layer: ``(raw, out, handles)``."""
+    from jola_ray.editing import find_head_sites
+
+    raw, out, handles = {}, {}, []
+    for site in find_head_sites(model):
+
+        def pre(mod, args, layer=site.layer):
+            raw[layer] = args[0].detach().clone()
+
+        def post(mod, args, output, layer=site.layer):
+            out[layer] = output.detach().clone()
+
+        handles.append(site.o_proj.register_forward_pre_hook(pre, prepend=True))
+        handles.append(site.o_proj.register_forward_hook(post))
+    return raw, out, handles

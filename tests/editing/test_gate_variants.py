@@ -8,24 +8,10 @@ import torch
 
 from jola_ray.editing import JoLAConfig, apply_edit, find_head_sites, load_edit, save_edit
 
+from .conftest import capture_o_proj
+
 LN11 = math.log(11.0)
 H, D, L = 4, 8, 2  # the tiny llama: 4 heads of 8 dims, 2 layers
-
-
-def _capture(model):
-    """o_proj's raw input (before the edit's hook) and its output, per layer."""
-    raw, out, handles = {}, {}, []
-    for site in find_head_sites(model):
-
-        def pre(mod, args, layer=site.layer):
-            raw[layer] = args[0].detach().clone()
-
-        def post(mod, args, output, layer=site.layer):
-            out[layer] = output.detach().clone()
-
-        handles.append(site.o_proj.register_forward_pre_hook(pre, prepend=True))
-        handles.append(site.o_proj.register_forward_hook(post))
-    return raw, out, handles
 
 
 def _by_hand(z, o_proj, m, a, g_mul, g_add):
@@ -57,7 +43,7 @@ def _randomise(edit, seed=3):
 
 def _forward(model, batch):
     ids, mask = batch
-    raw, out, handles = _capture(model)
+    raw, out, handles = capture_o_proj(model)
     model(input_ids=ids, attention_mask=mask)
     for h in handles:
         h.remove()

@@ -8,6 +8,8 @@ import torch
 from jola_ray.editing import JoLAConfig, apply_edit, find_head_sites
 from jola_ray.tiny import TINY_ARCHS, build_tiny
 
+from .conftest import capture_o_proj
+
 LN11 = math.log(11.0)
 
 
@@ -47,22 +49,6 @@ def test_identity_at_zero_edit_every_arch(build, batch, arch):
     assert not torch.allclose(_logits(model, ids, mask), ref_eval, atol=1e-4)
 
 
-def _capture(model):
-    """Hooks recording each o_proj's raw input (before the edit's hook) and its output."""
-    raw, out, handles = {}, {}, []
-    for site in find_head_sites(model):
-
-        def pre(mod, args, layer=site.layer):
-            raw[layer] = args[0].detach().clone()
-
-        def post(mod, args, output, layer=site.layer):
-            out[layer] = output.detach().clone()
-
-        handles.append(site.o_proj.register_forward_pre_hook(pre, prepend=True))
-        handles.append(site.o_proj.register_forward_hook(post))
-    return raw, out, handles
-
-
 def _hand_o_proj(z, o_proj, m, a, g_add, g_mul, heads, per_example=False):
     """The JoLA formula with explicit loops over examples and heads, then o_proj by hand.
 
@@ -96,13 +82,13 @@ def _eval_gates_by_hand(log_alpha_row):
 def test_edited_forward_matches_per_head_loop(build, batch, arch, mode):
     model, _ = build(arch)
     ids, mask = batch
-    raw0, _, handles0 = _capture(model)
+    raw0, _, handles0 = capture_o_proj(model)
     _logits(model, ids, mask)  # the untouched model's o_proj inputs
     for h in handles0:
         h.remove()
     edit = apply_edit(model, JoLAConfig(seed=1))
     _randomise(edit)
-    raw, out, handles = _capture(model)
+    raw, out, handles = capture_o_proj(model)
     model.train(mode == "train")
     with edit.record_gates() as recorded:
         _logits(model, ids, mask)
@@ -134,7 +120,7 @@ def test_subset_and_per_example_gates_match_loop(build, batch):
     edit = apply_edit(model, JoLAConfig(layers=[1], heads=[0, 2], per_example_gates=True, seed=2))
     _randomise(edit, spread=1.0)
     assert edit.add_vector.shape == (1, 2, 8) and edit.add_log_alpha.shape == (1, 2)
-    raw, out, handles = _capture(model)
+    raw, out, handles = capture_o_proj(model)
     model.train()
     with edit.record_gates() as recorded:
         _logits(model, ids, mask)
@@ -161,7 +147,7 @@ def test_single_part_ablation(build, batch, parts, present, absent):
     assert names == {f"{present}_vector", f"{present}_log_alpha"}
     assert sum(p.numel() for p in edit.parameters()) == 2 * (4 * 8 + 4)
     _randomise(edit)
-    raw, out, handles = _capture(model)
+    raw, out, handles = capture_o_proj(model)
     ids, mask = batch
     _logits(model, ids, mask)
     for h in handles:

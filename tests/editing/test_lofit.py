@@ -13,24 +13,11 @@ from jola_ray.editing import (
 from jola_ray.errors import ConfigError
 from jola_ray.tiny import TINY_ARCHS
 
+from .conftest import capture_o_proj
+
 
 def _logits(model, ids, mask):
     return model(input_ids=ids, attention_mask=mask).logits
-
-
-def _capture(model):
-    raw, out, handles = {}, {}, []
-    for site in find_head_sites(model):
-
-        def pre(mod, args, layer=site.layer):
-            raw[layer] = args[0].detach().clone()
-
-        def post(mod, args, output, layer=site.layer):
-            out[layer] = output.detach().clone()
-
-        handles.append(site.o_proj.register_forward_pre_hook(pre, prepend=True))
-        handles.append(site.o_proj.register_forward_hook(post))
-    return raw, out, handles
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHS)
@@ -59,7 +46,7 @@ def test_stage_scale_matches_loop_and_l1(build, batch):
     edit = apply_edit(model, LoFiTConfig(stage="scale", l1_lambda=0.01, seed=0))
     with torch.no_grad():
         edit.scale_vector.normal_(0, 0.5)
-    raw, out, handles = _capture(model)
+    raw, out, handles = capture_o_proj(model)
     _logits(model, ids, mask)
     for h in handles:
         h.remove()
@@ -86,7 +73,7 @@ def test_stage_bias_edits_selected_heads_only(build, batch):
     assert float(edit.penalty().detach()) == 0.0
     with torch.no_grad():
         edit.bias_vector.normal_(0, 0.5)
-    raw, out, handles = _capture(model)
+    raw, out, handles = capture_o_proj(model)
     _logits(model, ids, mask)
     for h in handles:
         h.remove()
