@@ -53,6 +53,16 @@ def register(subparsers) -> None:
         "comma-separated or repeated; the package must be installed)",
     )
     p.add_argument(
+        "--pack",
+        nargs="?",
+        const=True,
+        type=_pack_value,
+        metavar="N",
+        help="train each group's configurations together in trial packs (the space's `pack` "
+        "key: alone, whole groups; N, at most N per pack; 0 or false, unpacked), whatever the "
+        "file says; see docs/sweeps.md, Trial packs",
+    )
+    p.add_argument(
         "--dry-run", action="store_true", help="validate and print the grid; start nothing"
     )
     p.add_argument(
@@ -64,10 +74,28 @@ def register(subparsers) -> None:
     p.set_defaults(func=handle)
 
 
+def _pack_value(text: str) -> bool | int:
+    """``--pack N``: a pack size (an integer >= 0, 0 meaning unpacked), or true/false."""
+    low = text.strip().lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off", "0"):
+        return False
+    try:
+        size = int(low)
+    except ValueError:
+        size = -1
+    if size < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a pack size (an integer >= 1), 0, true or false"
+        )
+    return size
+
+
 def handle(args: argparse.Namespace) -> int:
     from jola_ray.sweep.space import describe, load_space
 
-    space = load_space(args.space)
+    space = load_space(args.space, pack=args.pack)
     if args.dry_run:
         from jola_ray.sweep.runner import experiment_location
 

@@ -279,8 +279,13 @@ def resolve_space_path(space: str | Path) -> Path:
     )
 
 
-def load_space(space: str | Path, check_registry: bool = True) -> SearchSpace:
+def load_space(
+    space: str | Path, check_registry: bool = True, pack: bool | int | None = None
+) -> SearchSpace:
     """Read, validate and return a search space (a file or a shipped name).
+
+    ``pack`` (``jola-ray sweep --pack``) replaces the file's ``pack`` key before validation, so
+    any space, shipped ones included, runs packed without editing it; None keeps the file's.
 
     Raises:
         ConfigError: listing every problem at once, each naming the file, key and value.
@@ -292,6 +297,8 @@ def load_space(space: str | Path, check_registry: bool = True) -> SearchSpace:
     raw = read_space_yaml(path)  # duplicate keys refused, naming both lines
     if not isinstance(raw, dict):
         raise ConfigError(f"{src}: a search space is a mapping of keys, got {type(raw).__name__}")
+    if pack is not None:
+        raw = {**raw, "pack": pack}
     return parse_space(raw, src, default_name=path.stem, check_registry=check_registry)
 
 

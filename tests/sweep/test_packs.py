@@ -109,6 +109,35 @@ def test_shipped_spaces_with_baselines_pack_only_head_edits(name):
     assert len(packed.trials()) < len(plain.trials())
 
 
+def test_pack_flag_packs_any_space_file_as_the_key_does(tmp_path, capsys):
+    """``jola-ray sweep SPACE --pack [N]`` is the space's ``pack`` key set from the command line:
+    the same trials as the key in the file, for a space file that says nothing of packs."""
+    import yaml
+
+    from jola_ray.cli import main
+    from jola_ray.sweep.space import load_space
+
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    key = lambda t: json.dumps(t, sort_keys=True)  # noqa: E731
+    for flag, value in ((True, True), (2, 2), (False, False)):
+        got = load_space(path, check_registry=False, pack=flag)
+        want = parse_space({**BASE, "pack": value}, str(path), check_registry=False)
+        assert list(map(key, got.trials())) == list(map(key, want.trials()))
+    assert len(load_space(path, check_registry=False).trials()) == 11  # the file's: unpacked
+
+    assert main(["sweep", str(path), "--pack", "--dry-run"]) == 0
+    assert "grid size: 3 trials (11 configurations; packs of up to 5)" in capsys.readouterr().out
+    assert main(["sweep", str(path), "--pack", "2", "--dry-run"]) == 0
+    assert "packs of up to 2" in capsys.readouterr().out
+    assert main(["sweep", str(path), "--pack", "0", "--dry-run"]) == 0
+    assert "grid size: 11 trials" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main(["sweep", str(path), "--pack", "-3", "--dry-run"])
+    assert info.value.code == 2
+    assert "--pack: '-3': give a pack size" in capsys.readouterr().err
+
+
 def _asha_keeps(values, rf):
     """ASHA's cut when every value of the rung is known: continue if >= the (1 - 1/rf)
     percentile of the recorded values (numpy's, as Ray's AsyncHyperBandScheduler)."""
