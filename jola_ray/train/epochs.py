@@ -68,30 +68,22 @@ class EpochEnd(TrainerCallback):
             self._train_logs = dict(logs)
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        epoch = int(round(state.epoch or 0))
         dev = self.dev_eval()
         dev_loss = dev.pop("dev_loss", None)
         if dev_loss is None and "eval_loss" in metrics:  # DPO: the trainer's own dev loss
             dev_loss = float(metrics["eval_loss"])
-        m = {
-            "epoch": epoch,
-            "step": state.global_step,
-            "train_loss": float(self._train_logs.get("task_loss", float("nan"))),
-            "train_penalty": float(self._train_logs.get("penalty", 0.0)),
-            **({} if dev_loss is None else {"dev_loss": dev_loss}),
-            **dev,
-            **self.handle.epoch_metrics(),
-            "train_lr": float(self._train_logs.get("learning_rate", float("nan"))),
-            "run_status": "running",
-        }
-        if (
-            self.schedule is not None
-            and dev_loss is not None
-            and self.schedule.on_dev_loss(dev_loss)
-        ):
-            _apply_schedule_now(self.trainer)
-        self.state.end_epoch(
-            m, self.select_metric, self.patience, lambda: trainable_state(self.trainer.model)
+        logs = self._train_logs
+        m = epoch_row(
+            state,
+            train_loss=logs.get("task_loss", float("nan")),
+            train_penalty=logs.get("penalty", 0.0),
+            dev=dev,
+            dev_loss=dev_loss,
+            edit_metrics=self.handle.epoch_metrics(),
+            train_lr=logs.get("learning_rate", float("nan")),
+        )
+        close_epoch(
+            self.state, m, dev_loss, self.schedule, self.trainer, self.select_metric, self.patience
         )
         if self.state.stopped:
             control.should_training_stop = True
@@ -107,6 +99,35 @@ class EpochEnd(TrainerCallback):
             self.report(self.decorate(dict(self._pending)), str(checkpoint))
         self._pending = None
         return control
+
+
+def epoch_row(
+    state, *, train_loss, train_penalty, dev: dict, dev_loss, edit_metrics: dict, train_lr
+) -> dict:
+    """One epoch's result row (``state``: the Trainer's state at the epoch's end), in the
+    layout every run reports, a single trial's and a pack member's alike."""
+    return {
+        "epoch": int(round(state.epoch or 0)),
+        "step": state.global_step,
+        "train_loss": float(train_loss),
+        "train_penalty": float(train_penalty),
+        **({} if dev_loss is None else {"dev_loss": float(dev_loss)}),
+        **dev,
+        **edit_metrics,
+        "train_lr": float(train_lr),
+        "run_status": "running",
+    }
+
+
+def close_epoch(
+    run_state: RunState, row: dict, dev_loss, schedule, trainer, select_metric, patience
+) -> None:
+    """What follows an epoch's row for one run (the edit attached alone): the adaptive
+    schedule sees the dev loss (a cut applies from the next step), then ``run_state`` keeps the
+    best epoch and counts patience."""
+    if schedule is not None and dev_loss is not None and schedule.on_dev_loss(dev_loss):
+        _apply_schedule_now(trainer)
+    run_state.end_epoch(row, select_metric, patience, lambda: trainable_state(trainer.model))
 
 
 def _apply_schedule_now(trainer) -> None:

@@ -671,10 +671,8 @@ class _PackEpochEnd:
         computes them (``dev_pass.dev_loss``)."""
         from jola_ray.evaluation.dev_pass import dev_loss as loss_of
         from jola_ray.train import pipeline
-        from jola_ray.train.epochs import _apply_schedule_now
-        from jola_ray.train.trainer import trainable_state
+        from jola_ray.train.epochs import close_epoch, epoch_row
 
-        epoch = int(round(state.epoch or 0))
         cfg, ctx = m.cfg, m.ctx
         dev = pipeline.split_metrics(ctx.task, "dev", result, None).metrics_prefixed
         dev_loss = loss_of(
@@ -689,23 +687,19 @@ class _PackEpochEnd:
             append_eos=cfg.append_eos,
             max_length=cfg.max_length,
         )
-        logs = m.logs
-        row = {
-            "epoch": epoch,
-            "step": state.global_step,
-            "train_loss": _mean(logs["task_loss"]),
-            "train_penalty": _mean(logs["penalty"], 0.0),
-            **({} if dev_loss is None else {"dev_loss": float(dev_loss)}),
-            **dev,
-            **m.handle.epoch_metrics(),
-            "train_lr": float(m.lr),
-            "run_status": "running",
-        }
+        row = epoch_row(
+            state,
+            train_loss=_mean(m.logs["task_loss"]),
+            train_penalty=_mean(m.logs["penalty"], 0.0),
+            dev=dev,
+            dev_loss=dev_loss,
+            edit_metrics=m.handle.epoch_metrics(),
+            train_lr=m.lr,
+        )
         m.logs = {"task_loss": [], "penalty": []}
-        if dev_loss is not None and m.schedule.on_dev_loss(dev_loss):
-            _apply_schedule_now(self.trainer)
-        m.state.end_epoch(  # the member alone: its best edit under its own (solo) names
-            row, cfg.select_metric, cfg.patience, lambda: trainable_state(self.trainer.model)
+        # the member alone (solo): its best edit is kept under its own names
+        close_epoch(
+            m.state, row, dev_loss, m.schedule, self.trainer, cfg.select_metric, cfg.patience
         )
         m.pending = row
 

@@ -83,18 +83,21 @@ def test_jola_at_other_sites_runs_unpacked_and_heads_pack_beside_it():
     assert sorted(map(key, mixed.member_trials())) == sorted(map(key, plain.trials()))
 
 
-@pytest.mark.parametrize(
-    "name", ["commonsense", "gem", "lofit", "component_study", "gate_ablation"]
-)
-def test_shipped_spaces_with_baselines_pack_only_head_edits(name):
-    """``pack: true`` over the paper spaces: JoLA/LoFiT groups pack, every baseline (BitFit,
-    RED, LoReFT, RepE, ITI, LoRA) stays one trial per configuration, nothing is lost."""
-    import yaml
+def _shipped():
+    from jola_ray.sweep.space import shipped_spaces
 
-    from jola_ray.sweep.space import SHIPPED_DIR
+    return shipped_spaces()
 
-    raw = yaml.safe_load((SHIPPED_DIR / f"{name}.yaml").read_text())
-    plain, packed = parse_space(raw, name), parse_space({**raw, "pack": True}, name)
+
+@pytest.mark.parametrize("name", _shipped())
+def test_every_shipped_space_packs_only_head_edits(name, capsys):
+    """``jola-ray sweep NAME --pack`` over every shipped space: JoLA/LoFiT groups of several
+    configurations pack, every baseline (BitFit, RED, LoReFT, RepE, ITI, LoRA) and zero-shot
+    stays one trial per configuration, no configuration is lost, and the dry run says so."""
+    from jola_ray.cli import main
+    from jola_ray.sweep.space import load_space
+
+    plain, packed = load_space(name), load_space(name, pack=True)
     key = lambda t: json.dumps(t, sort_keys=True)  # noqa: E731
     assert sorted(map(key, packed.member_trials())) == sorted(map(key, plain.trials()))
     kinds = {}
@@ -102,11 +105,18 @@ def test_shipped_spaces_with_baselines_pack_only_head_edits(name):
         site = t.get("jola.site", "heads")
         kinds.setdefault((t["method"], site), set()).add("pack" in t)
     for (method, site), packs in kinds.items():
-        if method in ("jola", "lofit") and site == "heads":
+        several = len(plain.configs.get(method, ())) > 1
+        if method in ("jola", "lofit") and site == "heads" and several:
             assert True in packs, (name, method)
-        else:
+        elif method not in ("jola", "lofit"):
             assert packs == {False}, (name, method, site)
-    assert len(packed.trials()) < len(plain.trials())
+    assert main(["sweep", name, "--pack", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    trials, configurations = len(packed.trials()), len(plain.trials())
+    if trials < configurations:
+        assert f"grid size: {trials} trials ({configurations} configurations; packs of" in out
+    else:  # nothing packs (a single configuration per group, or only baselines)
+        assert f"grid size: {trials} trials" in out
 
 
 def test_pack_flag_packs_any_space_file_as_the_key_does(tmp_path, capsys):
