@@ -25,22 +25,13 @@ def get(url: str, token: str | None = None) -> tuple[int, str]:
 
 def main() -> None:
     storage = sys.argv[1]
+    from sweep_stubs import stub_space
+
     from jola_ray.sweep.cluster import connect, install_grafana_dashboard, read_token
     from jola_ray.sweep.runner import run_sweep
     from jola_ray.sweep.space import parse_space
 
-    space = {
-        "name": "dash",
-        "tasks": ["demo_a"],
-        "seeds": [1],
-        "models": ["m"],
-        "methods": ["jola"],
-        "configs": [{"name": "c1", "lr": 0.2}, {"name": "c2", "lr": 0.1}],
-        "fixed": {"epochs": 2},
-        "scheduler": {"type": "fifo"},
-        "resources": {"cpu": 1, "gpu": 0},
-        "max_failures": 0,
-    }
+    space = stub_space(name="dash", tasks=["demo_a"])
     handle = connect(dashboard=True, num_cpus=2, object_store_memory=128 << 20)
     said: list[str] = []
     outcome = run_sweep(

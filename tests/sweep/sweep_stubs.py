@@ -19,6 +19,27 @@ import time
 TASK_SCALE = {"demo_a": 1.0, "demo_b": 10.0}
 
 
+def stub_space(**over) -> dict:
+    """The search space (a raw mapping) the sweep tests run these stubs over: two stub tasks,
+    one seed, two JoLA configurations, 2 epochs, FIFO, one CPU per trial, no retries; ``over``
+    replaces top-level keys. Parse it with ``check_registry=False`` (its tasks and model are
+    the stubs')."""
+    raw = {
+        "name": "stub",
+        "tasks": ["demo_a", "demo_b"],
+        "seeds": [1],
+        "models": ["m"],
+        "methods": ["jola"],
+        "configs": [{"name": "c1", "lr": 0.2}, {"name": "c2", "lr": 0.1}],
+        "fixed": {"epochs": 2},
+        "scheduler": {"type": "fifo"},
+        "resources": {"cpu": 1, "gpu": 0},
+        "max_failures": 0,
+    }
+    raw.update(over)
+    return raw
+
+
 def identity(flat: dict) -> dict:
     return dict(flat)
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import sweep_stubs
 from expdir import by_task_config, read_trials, status
 from sweep_stubs import score
 
@@ -24,21 +25,12 @@ pytestmark = pytest.mark.ray
 HERE = Path(__file__).resolve().parent
 
 
+# the shared stub space with one configuration, 3 epochs and one retry
+OWN = {"name": "rec", "configs": [{"name": "c1", "lr": 0.2}], "fixed": {"epochs": 3}}
+
+
 def stub_space(**over) -> dict:
-    raw = {
-        "name": "rec",
-        "tasks": ["demo_a", "demo_b"],
-        "seeds": [1],
-        "models": ["m"],
-        "methods": ["jola"],
-        "configs": [{"name": "c1", "lr": 0.2}],
-        "fixed": {"epochs": 3},
-        "scheduler": {"type": "fifo"},
-        "resources": {"cpu": 1, "gpu": 0},
-        "max_failures": 1,
-    }
-    raw.update(over)
-    return raw
+    return sweep_stubs.stub_space(**{**OWN, "max_failures": 1, **over})
 
 
 def sweep(tmp_path, raw, run_fn, said=None):

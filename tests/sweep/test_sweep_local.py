@@ -11,6 +11,7 @@ import urllib.request
 import pytest
 import yaml
 from expdir import by_task_config, read_trials, status
+from sweep_stubs import stub_space
 
 from jola_ray.cli import main
 from jola_ray.errors import ConfigError
@@ -20,23 +21,6 @@ from jola_ray.sweep.space import parse_space
 pytestmark = pytest.mark.ray
 
 STUBS = {"make_config": "sweep_stubs.identity"}
-
-
-def stub_space(**over) -> dict:
-    raw = {
-        "name": "stub",
-        "tasks": ["demo_a", "demo_b"],
-        "seeds": [1],
-        "models": ["m"],
-        "methods": ["jola"],
-        "configs": [{"name": "c1", "lr": 0.2}, {"name": "c2", "lr": 0.1}],
-        "fixed": {"epochs": 2},
-        "scheduler": {"type": "fifo"},
-        "resources": {"cpu": 1, "gpu": 0},
-        "max_failures": 0,
-    }
-    raw.update(over)
-    return raw
 
 
 def sweep(tmp_path, raw, run_fn="sweep_stubs.scaled_run", **kw):

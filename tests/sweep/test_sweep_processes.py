@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import sweep_stubs
 from expdir import read_trials, status
 
 from jola_ray.sweep.runner import run_sweep
@@ -22,20 +23,8 @@ HERE = Path(__file__).resolve().parent
 
 
 def stub_space(**over) -> dict:
-    raw = {
-        "name": "proc",
-        "tasks": ["demo_a", "demo_b"],
-        "seeds": [1],
-        "models": ["m"],
-        "methods": ["jola"],
-        "configs": [{"name": "c1", "lr": 0.2}, {"name": "c2", "lr": 0.1}],
-        "fixed": {"epochs": 3, "sleep": 0.2},
-        "scheduler": {"type": "fifo"},
-        "resources": {"cpu": 1, "gpu": 0},
-        "max_failures": 0,
-    }
-    raw.update(over)
-    return raw
+    """The shared stub space at 3 epochs of 0.2 s each (a driver can be killed mid-sweep)."""
+    return sweep_stubs.stub_space(**{"name": "proc", "fixed": {"epochs": 3, "sleep": 0.2}, **over})
 
 
 def test_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
