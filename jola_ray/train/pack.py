@@ -38,8 +38,9 @@ members that trained that epoch, and once at the end with the finished members' 
 Cost: the pack's wall seconds are shared, each epoch's among the members live in it;
 every member's metrics say so (``pack_size``, ``cost_shared: true``).
 
-Memory: a pack that runs out of memory before its first checkpoint splits into halves run one
-after the other (``run_pack``; each part's checkpoints carry ``split.json``).
+Memory: a pack that runs out of memory splits into halves run one after the other, which
+continue from its newest checkpoint when it has one (``run_pack``, ``pack_split``; each part's
+checkpoints carry ``split.json``).
 
 Methods that pack: ``jola`` (every ``jola.gates`` and ``jola.parts``, at ``jola.site: heads``)
 and ``lofit`` (both stages) on SFT tasks. ``zero_shot`` trains nothing, the baselines (BitFit,
@@ -61,17 +62,14 @@ from pathlib import Path
 
 import torch
 
-from jola_ray.errors import ConfigError, DataError, TrainingError
+from jola_ray.errors import CheckpointError, ConfigError, DataError, TrainingError
 from jola_ray.train.config import RunConfig
 from jola_ray.train.cost import CostMeter
+from jola_ray.train.pack_split import MEMBERS_DIR, NOISE_FILE, PACK_STATE_FILE, Split
 from jola_ray.train.state import RunState
 
 log = logging.getLogger(__name__)
 
-PACK_STATE_FILE = "pack_state.json"
-SPLIT_FILE = "split.json"  # in a split pack's checkpoints: its parts and the finished results
-NOISE_FILE = "noise_rng.pt"
-MEMBERS_DIR = "members"
 # Leaves every member of a pack must share: what loads the model, builds the data and batches.
 SHARED_FIELDS = (
     "task",
@@ -222,36 +220,36 @@ def run_pack(
     model, the splits and the tokenized datasets come from it when it holds them, and the pack
     leaves the model exactly as the base again with the trial's memory released.
 
-    A pack that runs out of memory before its first checkpoint splits itself: its first half,
+    A pack that runs out of memory splits itself (``jola_ray.train.pack_split``): its first half,
     then its second, each a pack of its own (``pack_dir/part-<i>``), halved again while a part
     does not fit; members keep their indices in ``report`` and ``prune`` (which then cuts within
-    a part). Each part's checkpoints carry the split (``split.json``: the parts, which one,
-    the finished parts' results), so a resumed split pack continues the part it was in.
+    a part). Before its first checkpoint the halves start from scratch; after it, each half
+    continues from the part's newest checkpoint cut down to its members, so no trained epoch
+    is lost. Each part's checkpoints carry the split (``split.json``: the parts, which one,
+    the finished parts' results, the starts of the parts to come), so a resumed split pack
+    continues the part it was in.
 
     Raises:
         ConfigError: the configurations cannot share a pack (``pack_problems``) or the task is
             a preference task.
-        TrainingError: as ``run``; a pack that runs out of memory after its first checkpoint,
-            or with one configuration left, names its size (``PackOutOfMemory``).
+        TrainingError: as ``run``; a pack of one configuration that runs out of memory names
+            its settings (``PackOutOfMemory``).
     """
-    parts: list[list[int]] = [list(range(len(cfgs)))]
-    results: dict[int, dict | None] = {}
-    current, part_resume = 0, resume_from
-    if resume_from is not None and (Path(resume_from) / SPLIT_FILE).is_file():
-        split = json.loads((Path(resume_from) / SPLIT_FILE).read_text())
-        parts, current = split["parts"], split["part"]
-        results = {int(k): v for k, v in split["results"].items()}
-    while current < len(parts):
-        part = parts[current]
+    pack_dir = Path(pack_dir)
+    start_dir = pack_dir / "split"  # the starts of parts cut from a checkpoint
+    if resume_from is None:
+        split = Split.whole(len(cfgs))
+    else:
+        split = Split.resumed(resume_from, len(cfgs), start_dir)
+    part_resume = resume_from
+    while split.current < len(split.parts):
+        part = split.part
         reported: list[str] = []
-        part_dir = Path(pack_dir) if len(parts) == 1 else Path(pack_dir) / f"part-{current}"
+        part_dir = pack_dir if len(split.parts) == 1 else pack_dir / f"part-{split.current}"
 
-        def part_report(
-            rows, checkpoint_dir, part=part, current=current, reported=reported, parts=parts
-        ):
-            if len(parts) > 1:  # the split travels with every checkpoint of a part
-                split = {"parts": parts, "part": current, "results": results}
-                (Path(checkpoint_dir) / SPLIT_FILE).write_text(json.dumps(split, indent=1))
+        def part_report(rows, checkpoint_dir, part=part, reported=reported):
+            if len(split.parts) > 1:  # the split travels with every checkpoint of a part
+                split.write(checkpoint_dir)
             reported.append(checkpoint_dir)
             if report is not None:
                 report({part[k]: r for k, r in rows.items()}, checkpoint_dir)
@@ -272,25 +270,36 @@ def run_pack(
                 resident=resident,
             )
         except PackOutOfMemory as err:
-            if reported or len(part) == 1:
+            if len(part) == 1:
                 raise
-            half = (len(part) + 1) // 2
-            parts = [*parts[:current], part[:half], part[half:], *parts[current + 1 :]]
-            part_resume = None
+            # where the halves start: the part's newest checkpoint (epochs already trained are
+            # kept), else where the part itself started (a cut checkpoint, or scratch)
+            newest = [d for d in reported if (Path(d) / PACK_STATE_FILE).is_file()]
+            source = newest[-1] if newest else part_resume
+            try:
+                sizes = split.halve(start_dir, source)
+            except (CheckpointError, TrainingError) as cut_err:
+                raise PackOutOfMemory(f"{err}; splitting it failed: {cut_err}", len(part)) from err
+            where = f"from its checkpoint {source}" if source else "from scratch"
             log.warning(
                 "trial pack of %d configurations did not fit in memory; splitting it into "
-                "packs of %d and %d (%s)",
+                "packs of %d and %d, which continue %s (%s)",
                 len(part),
-                half,
-                len(part) - half,
+                *sizes,
+                where,
                 err,
             )
-            shutil.rmtree(part_dir, ignore_errors=True)  # the attempt reported nothing
+            # the failed part's files go (what it trained is in the halves' starts)
+            for path in [part_dir] if part_dir != pack_dir else list(pack_dir.iterdir()):
+                if path != start_dir:
+                    shutil.rmtree(path, ignore_errors=True)
+            part_resume = split.starts[split.current]
             _release_memory()
             continue
-        results.update(zip(part, finals, strict=True))
-        current, part_resume = current + 1, None
-    return [results[k] for k in range(len(cfgs))]
+        split.advance(finals)
+        if split.current < len(split.parts):
+            part_resume = split.starts[split.current]
+    return [split.results[k] for k in range(len(cfgs))]
 
 
 def _release_memory() -> None:
@@ -392,13 +401,19 @@ def _run_whole_pack(
                 (m.ctx.out / pipeline.FAILED_FILE).write_text(f"run failed on bad data: {err}\n")
             raise
         except torch.OutOfMemoryError as err:
+            k = len(cfgs)
+            advice = (
+                f"use a smaller pack (pack: {k // 2}), a smaller batch_size or eval_batch_size"
+                if k > 1
+                else "one configuration alone does not fit: use a smaller batch_size or "
+                "eval_batch_size (or max_length)"
+            )
             raise PackOutOfMemory(
-                f"out of memory in a pack of {len(cfgs)} configurations (model {cfg0.model}, "
-                f"batch_size {cfg0.batch_size}: {len(cfgs) * cfg0.batch_size} rows per step; "
-                f"eval_batch_size {cfg0.eval_batch_size}: up to "
-                f"{len(cfgs) * cfg0.eval_batch_size} rows per dev batch); use a smaller pack "
-                f"(pack: {max(1, len(cfgs) // 2)}), a smaller batch_size or eval_batch_size",
-                len(cfgs),
+                f"out of memory in a pack of {k} configuration{'s' if k > 1 else ''} (model "
+                f"{cfg0.model}, batch_size {cfg0.batch_size}: {k * cfg0.batch_size} rows per "
+                f"step; eval_batch_size {cfg0.eval_batch_size}: up to "
+                f"{k * cfg0.eval_batch_size} rows per dev batch); {advice}",
+                k,
             ) from err
     finally:
         # what the pack held (edits, states, trainer) must be unreachable before the resident
@@ -749,6 +764,8 @@ class _PackEpochEnd:
                         for m in self.pack.members
                         if m.pruned_at is not None
                     },
+                    # the member of each optimizer group (a split cuts the optimizer by it)
+                    "groups": list(self.trainer._group_member),
                     "finished": False,
                 },
                 indent=1,

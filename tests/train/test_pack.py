@@ -7,6 +7,7 @@ rows and final edit (relative tolerance 1e-5, fp32, tiny models), for JoLA and L
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -270,12 +271,24 @@ def test_members_that_cannot_share_a_pack_are_refused(tmp_path):
         run_pack(ffn, pack_dir=tmp_path / "pack")
 
 
-def test_out_of_memory_names_the_pack_size(tmp_path):
+def test_out_of_memory_names_the_pack_size(tmp_path, caplog):
+    """Out of memory at every checkpoint: the pack halves down to single configurations, each
+    split said with its sizes and the checkpoint it continues from, and the end names the
+    rows that did not fit and the settings to lower."""
+
     def oom(members, checkpoint_dir):
         raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
-    with pytest.raises(TrainingError, match=r"pack of 3 configurations.*dev batch.*pack: 1"):
+    with pytest.raises(TrainingError, match=r"pack of 1 configuration .*rows per dev batch.*"
+                       r"one configuration alone does not fit.*batch_size"):  # fmt: skip
         run_pack(_cfgs(tmp_path, "o", "jola"), report=oom, pack_dir=tmp_path / "pack")
+    said = [r.getMessage() for r in caplog.records if "did not fit" in r.getMessage()]
+    assert said[0].startswith(
+        "trial pack of 3 configurations did not fit in memory; splitting it into packs of 2 "
+        "and 1, which continue from its checkpoint"
+    )
+    assert "out of memory in a pack of 3 configurations" in said[0] and "pack: 1" in said[0]
+    assert said[1].startswith("trial pack of 2 configurations did not fit")
 
 
 @pytest.mark.parametrize("n_items", ["step", None])  # None: each member's own label count
@@ -446,6 +459,142 @@ def test_a_split_pack_resumes_in_the_part_it_was_in(tmp_path, fits_two):
     _same_finals(whole, resumed, cfgs, cut)
 
 
+@pytest.fixture
+def fits_two_from_epoch_two(monkeypatch):
+    """A device on which three configurations train in epoch 1 but not after (a longer batch
+    later, as on a real GPU): a training forward of more than two live members after the
+    first epoch's steps raises the out-of-memory error a CUDA device would."""
+    from jola_ray.editing.pack import PackedHeadEdit
+
+    original = PackedHeadEdit.edit_stacked
+    steps_per_epoch = BASE["train_size"] // BASE["batch_size"]
+    layers = []  # the layers of the first training forward: one entry per layer and forward
+    seen = {"forwards": 0, "sizes": []}
+
+    def limited(self, layer, z):
+        if torch.is_grad_enabled():  # a training forward (dev passes run without gradients)
+            if not layers or layer == layers[0]:
+                seen["forwards"] += 1
+            if len(layers) < len(self._sites) and layer not in layers:
+                layers.append(layer)
+            seen["sizes"].append(len(self.live))
+            if len(self.live) > 2 and seen["forwards"] > steps_per_epoch:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return original(self, layer, z)
+
+    monkeypatch.setattr(PackedHeadEdit, "edit_stacked", limited)
+    return seen
+
+
+def test_a_pack_out_of_memory_after_a_checkpoint_continues_from_it_in_parts(
+    tmp_path, fits_two_from_epoch_two
+):
+    """Three configurations fit in epoch 1 only: the pack splits at epoch 2 into packs of two
+    and one that continue from the epoch-1 checkpoint (epoch 1 is not trained again: every
+    member reports each epoch once), and every member ends as its single run."""
+    cfgs = _cfgs(tmp_path, "late", "jola")
+    rows = {k: [] for k in range(3)}
+    checkpoints = []
+
+    def report(members, checkpoint_dir):
+        checkpoints.append((sorted(members), checkpoint_dir))
+        for k, m in members.items():
+            rows[k].append(dict(m))
+
+    final = run_pack(cfgs, report=report, pack_dir=tmp_path / "late")
+    assert max(fits_two_from_epoch_two["sizes"]) == 3  # epoch 1 ran whole
+    assert [m["pack_size"] for m in final] == [2, 2, 1]
+    assert checkpoints[0][0] == [0, 1, 2]  # epoch 1's checkpoint, of the whole pack
+    for k in range(3):
+        epochs = [r["epoch"] for r in rows[k] if r["run_status"] == "running"]
+        assert epochs == sorted(set(epochs)) and epochs[0] == 1, (k, epochs)
+        assert rows[k][-1]["run_status"] == "finished"
+    fits_two_from_epoch_two["forwards"] = -(10**6)  # no limit for the references
+    alone = [run(c) for c in _cfgs(tmp_path, "ref", "jola")]
+    _same_finals(alone, final)
+    for k in range(3):  # and its epoch rows: those of its single run, epoch for epoch
+        ref_rows = []
+        run(
+            _cfgs(tmp_path, f"rows{k}", "jola")[k],
+            report=lambda m, d, out=ref_rows: out.append(dict(m)),
+        )
+        _same_rows(ref_rows, rows[k], f"member {k}")
+
+
+def test_a_pack_split_after_a_checkpoint_resumes_its_later_part(tmp_path, fits_two_from_epoch_two):
+    """Killed right after the first part's last report (its final files): the resumed pack
+    takes the second part's start from that checkpoint (the split carries it) and ends with
+    the same results as the pack that was not killed."""
+    fits_two_from_epoch_two["forwards"] = -(10**6)  # the reference: no limit, not split
+    whole = run_pack(_cfgs(tmp_path, "w", "jola"), pack_dir=tmp_path / "pw")
+    fits_two_from_epoch_two["forwards"] = 0
+    last = []
+
+    def dying(members, checkpoint_dir):
+        last.append(checkpoint_dir)
+        if sorted(members) == [0, 1] and all(
+            m["run_status"] == "finished" for m in members.values()
+        ):
+            raise RuntimeError("simulated preemption")
+
+    cut = _cfgs(tmp_path, "k", "jola")
+    with pytest.raises(RuntimeError, match="preemption"):
+        run_pack(cut, report=dying, pack_dir=tmp_path / "pk")
+    split = json.loads((Path(last[-1]) / "split.json").read_text())
+    assert split["parts"] == [[0, 1], [2]] and split["part"] == 0
+    assert split["starts"][1] and (Path(last[-1]) / "split_starts" / split["starts"][1]).is_dir()
+    restored = tmp_path / "restored"  # as Ray hands a checkpoint back: a copy elsewhere
+    shutil.copytree(last[-1], restored)
+    shutil.rmtree(tmp_path / "pk")  # nothing local survives (another node)
+    fits_two_from_epoch_two["forwards"] = 0
+    resumed = run_pack(cut, resume_from=str(restored), pack_dir=tmp_path / "pk")
+    _same_finals(whole, resumed, _cfgs(tmp_path, "w", "jola"), cut)
+
+
+def test_a_pack_checkpoint_cut_to_some_members_holds_exactly_theirs(tmp_path):
+    """``subset_checkpoint``: the kept members' parameters, optimizer groups and states,
+    schedule entries, noise and member states, renumbered; the Trainer's files as they were."""
+    from jola_ray.train.pack_split import subset_checkpoint
+
+    cfgs = _cfgs(tmp_path, "s", "jola")
+    copies = []
+
+    def keep_first(members, checkpoint_dir):
+        if not copies:
+            copies.append(Path(shutil.copytree(checkpoint_dir, tmp_path / "ck")))
+
+    run_pack(cfgs, report=keep_first, pack_dir=tmp_path / "ps")
+    src = copies[0]
+    dest = subset_checkpoint(src, [0, 2], tmp_path / "cut")
+    a, b = (
+        load_file(str(src / "edit_params.safetensors")),
+        load_file(str(dest / "edit_params.safetensors")),
+    )
+    assert sorted(b) == sorted(k for k in a if ".members.0." in k or ".members.1." in k)
+    for key in b:
+        old = key.replace(".members.1.", ".members.2.")
+        assert torch.equal(b[key], a[old]), key
+    oa, ob = (torch.load(str(d / "optimizer.pt"), weights_only=True) for d in (src, dest))
+    state = json.loads((src / "pack_state.json").read_text())
+    kept = [g for g, k in enumerate(state["groups"]) if k in (0, 2)]
+    assert [g["lr"] for g in ob["param_groups"]] == [oa["param_groups"][g]["lr"] for g in kept]
+    old_ids = [p for g in kept for p in oa["param_groups"][g]["params"]]
+    assert [p for g in ob["param_groups"] for p in g["params"]] == list(range(len(old_ids)))
+    for new, old in enumerate(old_ids):
+        torch.testing.assert_close(ob["state"][new]["exp_avg"], oa["state"][old]["exp_avg"])
+    sa, sb = (torch.load(str(d / "scheduler.pt"), weights_only=True) for d in (src, dest))
+    assert sb["base_lrs"] == [sa["base_lrs"][g] for g in kept]
+    na, nb = (torch.load(str(d / "noise_rng.pt"), weights_only=True) for d in (src, dest))
+    assert torch.equal(nb["members"][1], na["members"][2])
+    for j, k in ((0, 0), (1, 2)):
+        assert (dest / "members" / str(j) / "run_state.json").read_text() == (
+            src / "members" / str(k) / "run_state.json"
+        ).read_text()
+    assert (dest / "trainer_state.json").read_text() == (src / "trainer_state.json").read_text()
+    cut_state = json.loads((dest / "pack_state.json").read_text())
+    assert cut_state["members"] == 2 and cut_state["live"] == [0, 1]
+
+
 def test_a_pack_of_one_that_does_not_fit_says_so(tmp_path, monkeypatch):
     from jola_ray.editing.pack import PackedHeadEdit
 
@@ -453,5 +602,5 @@ def test_a_pack_of_one_that_does_not_fit_says_so(tmp_path, monkeypatch):
         raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
     monkeypatch.setattr(PackedHeadEdit, "edit_stacked", never)
-    with pytest.raises(TrainingError, match=r"pack of 1 configurations"):
+    with pytest.raises(TrainingError, match=r"pack of 1 configuration .*alone does not fit"):
         run_pack(_cfgs(tmp_path, "n", "jola"), pack_dir=tmp_path / "pn")
