@@ -467,9 +467,10 @@ def fits_two_from_epoch_two(monkeypatch):
     from jola_ray.editing.pack import PackedHeadEdit
 
     original = PackedHeadEdit.edit_stacked
-    steps_per_epoch = BASE["train_size"] // BASE["batch_size"]
     layers = []  # the layers of the first training forward: one entry per layer and forward
-    seen = {"forwards": 0, "sizes": []}
+    # "fits": training forwards of more than two members that fit (LoFiT: its first stage and
+    # the first epoch of its second)
+    seen = {"forwards": 0, "sizes": [], "fits": BASE["train_size"] // BASE["batch_size"]}
 
     def limited(self, layer, z):
         if torch.is_grad_enabled():  # a training forward (dev passes run without gradients)
@@ -478,7 +479,7 @@ def fits_two_from_epoch_two(monkeypatch):
             if len(layers) < len(self._sites) and layer not in layers:
                 layers.append(layer)
             seen["sizes"].append(len(self.live))
-            if len(self.live) > 2 and seen["forwards"] > steps_per_epoch:
+            if len(self.live) > 2 and seen["forwards"] > seen["fits"]:
                 raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return original(self, layer, z)
 
@@ -486,13 +487,18 @@ def fits_two_from_epoch_two(monkeypatch):
     return seen
 
 
+@pytest.mark.parametrize("method", ["jola", "lofit"])
 def test_a_pack_out_of_memory_after_a_checkpoint_continues_from_it_in_parts(
-    tmp_path, fits_two_from_epoch_two
+    tmp_path, fits_two_from_epoch_two, method
 ):
-    """Three configurations fit in epoch 1 only: the pack splits at epoch 2 into packs of two
-    and one that continue from the epoch-1 checkpoint (epoch 1 is not trained again: every
-    member reports each epoch once), and every member ends as its single run."""
-    cfgs = _cfgs(tmp_path, "late", "jola")
+    """Three configurations fit in epoch 1 only (LoFiT: of its second stage): the pack splits
+    at epoch 2 into packs of two and one that continue from the epoch-1 checkpoint (epoch 1 is
+    not trained again: every member reports each epoch once), and every member ends as its
+    single run."""
+    spe = BASE["train_size"] // BASE["batch_size"]
+    if method == "lofit":  # the first stage's epochs, then the second stage's first
+        fits_two_from_epoch_two["fits"] = BASE["epochs"] * spe + spe
+    cfgs = _cfgs(tmp_path, "late", method)
     rows = {k: [] for k in range(3)}
     checkpoints = []
 
@@ -510,12 +516,12 @@ def test_a_pack_out_of_memory_after_a_checkpoint_continues_from_it_in_parts(
         assert epochs == sorted(set(epochs)) and epochs[0] == 1, (k, epochs)
         assert rows[k][-1]["run_status"] == "finished"
     fits_two_from_epoch_two["forwards"] = -(10**6)  # no limit for the references
-    alone = [run(c) for c in _cfgs(tmp_path, "ref", "jola")]
+    alone = [run(c) for c in _cfgs(tmp_path, "ref", method)]
     _same_finals(alone, final)
     for k in range(3):  # and its epoch rows: those of its single run, epoch for epoch
         ref_rows = []
         run(
-            _cfgs(tmp_path, f"rows{k}", "jola")[k],
+            _cfgs(tmp_path, f"rows{k}", method)[k],
             report=lambda m, d, out=ref_rows: out.append(dict(m)),
         )
         _same_rows(ref_rows, rows[k], f"member {k}")
