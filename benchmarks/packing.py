@@ -16,6 +16,7 @@ from __future__ import annotations
 import queue as queue_mod
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -256,6 +257,117 @@ def group_runs(levels=(1, 2, 5, 10), task: str = "demo_parity", seed: int = 42) 
     return {"task": task, "seed": seed, "levels": rows, "threads": torch.get_num_threads()}
 
 
+def trainer_runs(
+    shape_name: str = "tiny",
+    device: str = "cpu",
+    levels=(1, 5),
+    train: int = 64,
+    epochs: int = 3,
+    prompt_tokens: int = 160,
+) -> dict:
+    """K configurations of one group through the library's own training path, the sweep
+    worker's (TRL trainer, answer-only loss, dev pass per epoch, test at the end): one after
+    the other (``resident.run_in_worker``, the model kept between them) vs one pack
+    (``resident.run_pack_in_worker``), for K in ``levels``, on ``shape_name`` with random
+    weights (saved to local disk first, as a cached hub model) and synthetic four-label data
+    (``train`` examples, dev and test of 8 each, label scoring, no early stopping).
+
+    This is the GPU issue's "trial throughput": the same K trials' work, one trial at a time
+    on the device vs packed; ``gain`` is alone seconds / packed seconds and the trial-steps
+    per second are the members' optimizer steps over the wall time. (The ``packing`` section
+    above times a bare step; this one includes everything a trial's step costs.)
+    """
+    import os
+
+    from benchmarks.decode_speed import bench_examples, bench_task
+    from benchmarks.shapes import get_shape
+    from benchmarks.trial import _save_random_model
+    from jola_ray.data.task import Splits
+    from jola_ray.train import RunConfig
+    from jola_ray.train.resident import run_in_worker, run_pack_in_worker
+
+    shape = get_shape(shape_name)
+    tmp = tempfile.mkdtemp(prefix="jola-pack-trainer-")
+    if shape.tiny:
+        model, dtype = "tiny-llama", "fp32"
+    else:
+        model, dtype = os.path.join(tmp, "model"), "bf16" if device.startswith("cuda") else "fp32"
+        _save_random_model(shape, device, Path(model))
+    task = bench_task(new_tokens=4)
+    examples = bench_examples(train + 16, prompt_tokens)
+    splits = Splits(train=examples[:train], dev=examples[train : train + 8], test=examples[-8:])
+    count = iter(range(10**6))
+
+    def configs(k: int) -> list:
+        return [
+            RunConfig.from_dict(
+                {
+                    "model": model,
+                    "dtype": dtype,
+                    "device": device,
+                    "task": task.name,
+                    "train_size": train,
+                    "dev_size": 8,
+                    "test_size": 8,
+                    "epochs": epochs,
+                    "batch_size": shape.batch_size,
+                    "eval_batch_size": 8,
+                    "decoding": "label_scoring",
+                    "patience": 0,
+                    "warmup_steps": 0,
+                    "lr": 1e-3 * (1 + i),  # a group: the rate differs
+                    "output_dir": os.path.join(tmp, str(next(count))),
+                }
+            )
+            for i in range(k)
+        ]
+
+    def timed(fn) -> tuple[float, list]:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = fn()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - start, out
+
+    run_in_worker(configs(1)[0], task=task, splits=splits)  # warm-up: imports, the model load
+    rows = {}
+    for k in levels:
+        try:
+            alone_s, finals = timed(
+                lambda k=k: [run_in_worker(c, task=task, splits=splits) for c in configs(k)]
+            )
+            steps = sum(int(f.get("cost_steps") or 0) for f in finals)
+            packed_s, pfinals = timed(
+                lambda k=k: run_pack_in_worker(
+                    configs(k), pack_dir=os.path.join(tmp, f"pack{next(count)}"), task=task,
+                    splits=splits,
+                )
+            )  # fmt: skip
+            psteps = sum(int(f.get("cost_steps") or 0) for f in pfinals if f)
+        except Exception as err:  # out of memory at this level: an error, not a number
+            rows[str(k)] = {"error": f"{type(err).__name__}: {err}"[:300]}
+            continue
+        rows[str(k)] = {
+            "alone_s": alone_s,
+            "packed_s": packed_s,
+            "gain": alone_s / packed_s,
+            "alone_trial_steps_per_s": steps / alone_s,
+            "packed_trial_steps_per_s": psteps / packed_s,
+            "trial_steps": [steps, psteps],
+        }
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
+    return {
+        "shape": shape_name,
+        "device": device,
+        "train": train,
+        "epochs": epochs,
+        "levels": rows,
+        "peak_mem_gb": peak,
+    }
+
+
 def demo_sweep_pair(
     space_name: str = "demo",
     storage: str | None = None,
@@ -327,6 +439,25 @@ def demo_sweep_pair(
     return out
 
 
+def _result_meta(args) -> dict:
+    """The harness's ``meta`` block (``benchmarks.run``) for a ``--trainer`` result file."""
+    import shlex
+    import sys
+
+    from benchmarks.run import _device_name, _git_commit, _versions
+
+    return {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": "python -m benchmarks.packing " + " ".join(map(shlex.quote, sys.argv[1:])),
+        "device": args.device,
+        "device_name": _device_name(args.device),
+        "versions": _versions(),
+        "git_commit": _git_commit(),
+        "quick": args.quick,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
 def _main() -> None:
     """``python -m benchmarks.packing --demo [--methods M,..] [--out FILE]``: the paired demo
     sweeps; ``--group``: whole runs in one process, K alone vs one pack of K."""
@@ -337,6 +468,15 @@ def _main() -> None:
     p = argparse.ArgumentParser(description=demo_sweep_pair.__doc__)
     p.add_argument("--demo", action="store_true", help="run the paired demo sweeps")
     p.add_argument("--group", action="store_true", help="K runs alone vs one pack, no Ray")
+    p.add_argument(
+        "--trainer",
+        action="store_true",
+        help="K runs alone vs one pack through the trainer on --shape/--device (GPU figure)",
+    )
+    p.add_argument("--shape", default="tiny", help="with --trainer: tiny, 1b, 8b, ...")
+    p.add_argument("--device", default="cpu", help="with --trainer: cpu or cuda")
+    p.add_argument("--levels", default="1,5", help="with --trainer: pack sizes K")
+    p.add_argument("--quick", action="store_true", help="with --trainer: smoke sizes")
     p.add_argument("--methods", default=None, help="only these methods of the space (a,b)")
     p.add_argument("--space", default="demo")
     p.add_argument("--out", default="benchmarks/results/cpu-pack-sweep.json")
@@ -359,8 +499,29 @@ def _main() -> None:
                 f"pack/alone {row['ratio']:.2f}x"
             )
         return
+    if args.trainer:
+        if args.device == "cpu":
+            torch.set_num_threads(1)
+        sizes = {"train": 16, "epochs": 2} if args.quick else {}
+        levels = tuple(int(x) for x in args.levels.split(","))
+        started = time.perf_counter()
+        result = trainer_runs(args.shape, args.device, levels, **sizes)
+        meta = _result_meta(args)
+        meta["wall_s"] = time.perf_counter() - started
+        with open(args.out, "w") as fh:  # the harness's layout: benchmarks.report merges it
+            json.dump({"meta": meta, "shapes": {args.shape: {"pack_runs": result}}}, fh, indent=1)
+        for k, row in result["levels"].items():
+            if "error" in row:
+                print(f"K={k:>2}: {row['error']}")
+                continue
+            print(
+                f"K={k:>2}: alone {row['alone_s']:7.2f} s  pack {row['packed_s']:7.2f} s  "
+                f"gain {row['gain']:.2f}x  trial-steps/s {row['alone_trial_steps_per_s']:.1f} "
+                f"-> {row['packed_trial_steps_per_s']:.1f}"
+            )
+        return
     if not args.demo:
-        p.error("nothing to do: give --demo or --group")
+        p.error("nothing to do: give --demo, --group or --trainer")
     methods = tuple(args.methods.split(",")) if args.methods else None
     result = demo_sweep_pair(
         args.space,

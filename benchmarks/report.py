@@ -204,6 +204,35 @@ def _packing_table(shapes: dict) -> list[str]:
     return lines
 
 
+def _pack_runs_table(shapes: dict) -> list[str]:
+    names = [n for n, s in shapes.items() if "pack_runs" in s]
+    if not names:
+        return []
+    lines = [
+        "### K trials through the trainer: one at a time vs one pack",
+        "",
+        "The sweep worker's run (TRL trainer, dev pass per epoch, test) for K configurations of "
+        "one group, one after the other on the device vs trained together in one pack "
+        "(`python -m benchmarks.packing --trainer`): trial throughput gain (alone / packed "
+        "seconds) and trial-steps per second.",
+        "",
+        "| shape | K | alone (s) | one pack (s) | gain | trial-steps/s alone -> packed |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for n in names:
+        for k, row in shapes[n]["pack_runs"]["levels"].items():
+            if "error" in row:
+                lines.append(f"| {n} | {k} | does not run ({row['error'][:60]}) | | | |")
+                continue
+            lines.append(
+                f"| {n} | {k} | {_f(row['alone_s'], 2)} | {_f(row['packed_s'], 2)} | "
+                f"{_x(row['gain'])} | {_f(row['alone_trial_steps_per_s'])} -> "
+                f"{_f(row['packed_trial_steps_per_s'])} |"
+            )
+    lines.append("")
+    return lines
+
+
 def _sizes(sizes: dict) -> str:
     if "defaults" in sizes:
         return "`jola-ray train` defaults"
@@ -357,6 +386,7 @@ def render(results: list[dict]) -> str:
         _methods_table,
         _eval_table,
         _packing_table,
+        _pack_runs_table,
         _trial_table,
     ):
         lines += part(shapes)

@@ -13,7 +13,8 @@
 # BUDGET_S (seconds for all sections together, default 480), NAME (file prefix, default gpu or
 # cpu-rehearsal), PYTHON (default python3 on the device, .venv/bin/python here).
 # Sections and their limits (seconds): train-1b 80, train-8b 90, methods 60, eval 50,
-# packs 70, gpu-tests 50, trial-1b 50, sweep 40 (sum 490; BUDGET_S cuts the tail). A section whose limit would pass the budget
+# packs 70, pack-runs 50, gpu-tests 50, trial-1b 50, sweep 40 (sum 540; BUDGET_S cuts the
+# tail: the sweep section is what a full budget leaves out). A section whose limit would pass the budget
 # gets what is left; one with under 15 s left is skipped and recorded as skipped.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -96,6 +97,10 @@ bench train-8b 90 --only train --shapes "$HUGE" --variants plain,batched
 bench methods 60 --only methods --shapes "$BOTH"
 bench eval 50 --only eval --shapes "$BOTH"
 bench packs 70 --only packing --shapes "$BOTH"
+# the same K trials through the trainer (the sweep worker's run), one at a time vs one pack:
+# the issue's trial-throughput figure with everything a trial's step costs
+section pack-runs 50 "$NAME-pack-runs.json" "$PY" -m benchmarks.packing --trainer \
+  --shape "$BIG" --device "$DEVICE" --levels 1,5 "${QUICK[@]}" --out "$OUTDIR/$NAME-pack-runs.json"
 # The GPU tests (bf16 and SDPA/flash edits, the 4-bit NF4 run with bitsandbytes); on the CPU
 # rehearsal they collect and skip, which checks the selection.
 section gpu-tests 50 "$NAME-gpu-tests.xml" "$PY" -m pytest -q -ra -m gpu -p no:cacheprovider \

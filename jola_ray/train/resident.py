@@ -194,11 +194,12 @@ def _collect() -> None:
 WORKER = Resident(freeze=True)
 
 
-def run_in_worker(cfg, report=None, resume_from=None) -> dict:
-    """``jola_ray.train.pipeline.run`` with the process's ``WORKER`` resident (the sweep's run)."""
+def run_in_worker(cfg, report=None, resume_from=None, **kwargs) -> dict:
+    """``jola_ray.train.pipeline.run`` with the process's ``WORKER`` resident (the sweep's run;
+    ``kwargs``: ``run``'s ``task`` and ``splits``)."""
     from jola_ray.train.pipeline import run
 
-    return run(cfg, report=report, resume_from=resume_from, resident=WORKER)
+    return run(cfg, report=report, resume_from=resume_from, resident=WORKER, **kwargs)
 
 
 def run_pack_in_worker(cfgs, report=None, resume_from=None, **kwargs) -> list:
