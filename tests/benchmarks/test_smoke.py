@@ -240,3 +240,29 @@ def test_trial_and_sweep_sections_on_tiny(tmp_path):
         assert sweep["sweep_levels"][level]["counts"] == {"finished": 2, "pruned": 0, "errored": 0}
         assert _positive(sweep["sweep_trials_per_device_hour"][level])
     assert _positive(sweep["ray_overhead_per_trial_s"])
+
+
+def test_pack_runs_do_the_same_trials_work_both_ways_and_render(tmp_path):
+    """``benchmarks.packing --trainer``: K trials one at a time and one pack of K train the same
+    optimizer steps (so the throughput compares equal work), and the report shows the rows."""
+    out = tmp_path / "pack-runs.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.packing", "--trainer", "--quick", "--levels", "1,3",
+         "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    levels = result["shapes"]["tiny"]["pack_runs"]["levels"]
+    assert sorted(levels) == ["1", "3"]
+    for k, row in levels.items():
+        steps_alone, steps_packed = row["trial_steps"]
+        assert steps_alone == steps_packed == int(k) * 2 * (16 // 8), (k, row)  # 2 epochs
+        assert _positive(row["gain"]) and row["gain"] == pytest.approx(
+            row["alone_s"] / row["packed_s"]
+        )
+    from benchmarks.report import render
+
+    text = render([result])
+    assert "### K trials through the trainer" in text and "| tiny | 3 |" in text
