@@ -439,25 +439,6 @@ def demo_sweep_pair(
     return out
 
 
-def _result_meta(args) -> dict:
-    """The harness's ``meta`` block (``benchmarks.run``) for a ``--trainer`` result file."""
-    import shlex
-    import sys
-
-    from benchmarks.run import _device_name, _git_commit, _versions
-
-    return {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": "python -m benchmarks.packing " + " ".join(map(shlex.quote, sys.argv[1:])),
-        "device": args.device,
-        "device_name": _device_name(args.device),
-        "versions": _versions(),
-        "git_commit": _git_commit(),
-        "quick": args.quick,
-        "torch_threads": torch.get_num_threads(),
-    }
-
-
 def _main() -> None:
     """``python -m benchmarks.packing --demo [--methods M,..] [--out FILE]``: the paired demo
     sweeps; ``--group``: whole runs in one process, K alone vs one pack of K."""
@@ -506,7 +487,13 @@ def _main() -> None:
         levels = tuple(int(x) for x in args.levels.split(","))
         started = time.perf_counter()
         result = trainer_runs(args.shape, args.device, levels, **sizes)
-        meta = _result_meta(args)
+        import shlex
+        import sys
+
+        from benchmarks.run import result_meta
+
+        command = "python -m benchmarks.packing " + " ".join(map(shlex.quote, sys.argv[1:]))
+        meta = result_meta(command, args.device, args.quick)
         meta["wall_s"] = time.perf_counter() - started
         with open(args.out, "w") as fh:  # the harness's layout: benchmarks.report merges it
             json.dump({"meta": meta, "shapes": {args.shape: {"pack_runs": result}}}, fh, indent=1)

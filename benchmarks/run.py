@@ -128,20 +128,28 @@ def _device_name(device: str) -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
-def _meta(args, settings: dict) -> dict:
+def result_meta(command: str, device: str, quick: bool) -> dict:
+    """What a result file says of how it was made: when, the command, the device, the library
+    versions, the commit, smoke sizes or not, the torch threads (``benchmarks.report`` reads
+    it; ``benchmarks.packing --trainer`` writes it too)."""
     import torch
 
-    meta = {
+    return {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in args.argv),
-        "device": args.device,
-        "device_name": _device_name(args.device),
+        "command": command,
+        "device": device,
+        "device_name": _device_name(device),
         "versions": _versions(),
         "git_commit": _git_commit(),
-        "quick": args.quick,
+        "quick": quick,
         "torch_threads": torch.get_num_threads(),
-        "settings": {k: v for k, v in settings.items() if k != "packing_levels"},
     }
+
+
+def _meta(args, settings: dict) -> dict:
+    command = "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in args.argv)
+    meta = result_meta(command, args.device, args.quick)
+    meta["settings"] = {k: v for k, v in settings.items() if k != "packing_levels"}
     if hasattr(os, "getloadavg"):
         meta["load_average_start"] = list(os.getloadavg())
     return meta

@@ -137,8 +137,7 @@ def check_pack_checkpoint(directory: str | Path, members: int) -> dict:
             the checkpoint before, as for a single trial).
         TrainingError: the checkpoint is a pack of another size.
     """
-    from jola_ray.errors import CheckpointError
-    from jola_ray.train.state import TRAINER_FILES, check_checkpoint, check_files
+    from jola_ray.train.state import TRAINER_FILES, check_checkpoint, check_files, read_json
 
     directory = Path(directory)
     state_path = directory / PACK_STATE_FILE
@@ -147,12 +146,7 @@ def check_pack_checkpoint(directory: str | Path, members: int) -> dict:
             f"resume_from: {directory} is not a checkpoint of a pack (no {PACK_STATE_FILE})",
             str(state_path),
         )
-    try:
-        pack_state = json.loads(state_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(
-            f"{state_path}: unreadable or truncated JSON ({err})", str(state_path)
-        ) from None
+    pack_state = read_json(state_path)
     if pack_state.get("members") != members:
         raise TrainingError(
             f"resume_from: {directory} holds a pack of {pack_state.get('members')} "

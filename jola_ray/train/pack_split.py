@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from jola_ray.errors import CheckpointError, TrainingError
+from jola_ray.train.state import read_json
 
 # a pack checkpoint's own files (jola_ray.train.pack writes them)
 PACK_STATE_FILE = "pack_state.json"  # the members, the stage, which are live or were pruned
@@ -63,12 +64,7 @@ class Split:
         path = checkpoint / SPLIT_FILE
         if not path.is_file():
             return cls.whole(size)
-        try:
-            raw = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise CheckpointError(
-                f"{path}: unreadable or truncated JSON ({err})", str(path)
-            ) from None
+        raw = read_json(path)
         parts = [list(p) for p in raw["parts"]]
         starts: list[str | None] = []
         for i, name in enumerate(raw.get("starts") or [None] * len(parts)):

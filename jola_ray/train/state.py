@@ -123,7 +123,7 @@ def check_checkpoint(directory: str | Path, trainer_files: bool = True) -> RunSt
     state_path = directory / RUN_STATE_FILE
     if not directory.is_dir():
         raise CheckpointError(f"checkpoint {directory} does not exist", str(directory))
-    data = _read_json(state_path)
+    data = read_json(state_path)
     try:
         state = RunState(**{k: v for k, v in data.items() if k != "best_state"})
     except TypeError as err:
@@ -162,14 +162,15 @@ def check_files(directory: str | Path, names) -> None:
                 str(path),
             )
         if name.endswith(".json"):
-            _read_json(path)
+            read_json(path)
         elif name.endswith(".safetensors"):
             _read_safetensors(path)
         else:
             _check_zip(path)
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
+    """A checkpoint's JSON object; ``CheckpointError`` naming the file if missing or garbled."""
     from jola_ray.errors import CheckpointError
 
     try:
