@@ -65,7 +65,13 @@ import torch
 from jola_ray.errors import CheckpointError, ConfigError, DataError, TrainingError
 from jola_ray.train.config import RunConfig
 from jola_ray.train.cost import CostMeter
-from jola_ray.train.pack_split import MEMBERS_DIR, NOISE_FILE, PACK_STATE_FILE, Split
+from jola_ray.train.pack_split import (
+    MEMBERS_DIR,
+    NOISE_FILE,
+    PACK_STATE_FILE,
+    Split,
+    write_pack_state,
+)
 from jola_ray.train.state import RunState
 
 log = logging.getLogger(__name__)
@@ -229,6 +235,8 @@ def run_pack(
         TrainingError: as ``run``; a pack of one configuration that runs out of memory names
             its settings (``PackOutOfMemory``).
     """
+    from jola_ray.train.resident import release_memory
+
     pack_dir = Path(pack_dir)
     start_dir = pack_dir / "split"  # the starts of parts cut from a checkpoint
     if resume_from is None:
@@ -288,20 +296,12 @@ def run_pack(
                 if path != start_dir:
                     shutil.rmtree(path, ignore_errors=True)
             part_resume = split.starts[split.current]
-            _release_memory()
+            release_memory()
             continue
         split.advance(finals)
         if split.current < len(split.parts):
             part_resume = split.starts[split.current]
     return [split.results[k] for k in range(len(cfgs))]
-
-
-def _release_memory() -> None:
-    import gc
-
-    gc.collect()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.empty_cache()
 
 
 def _run_whole_pack(
@@ -747,23 +747,13 @@ class _PackEpochEnd:
             target = checkpoint / MEMBERS_DIR / str(m.index)
             if not target.exists():
                 m.state.save(target)
-        (checkpoint / PACK_STATE_FILE).write_text(
-            json.dumps(
-                {
-                    "members": len(self.pack.members),
-                    "stage": self.pack.members[0].state.stage,
-                    "live": list(self.packed.live),
-                    "pruned": {
-                        str(m.index): m.pruned_at
-                        for m in self.pack.members
-                        if m.pruned_at is not None
-                    },
-                    # the member of each optimizer group (a split cuts the optimizer by it)
-                    "groups": list(self.trainer._group_member),
-                    "finished": False,
-                },
-                indent=1,
-            )
+        write_pack_state(
+            checkpoint,
+            members=len(self.pack.members),
+            stage=self.pack.members[0].state.stage,
+            live=self.packed.live,
+            pruned={m.index: m.pruned_at for m in self.pack.members if m.pruned_at is not None},
+            groups=self.trainer._group_member,
         )
         self.trainer.save_noise(checkpoint / NOISE_FILE)
         self.epoch_start = time.time()

@@ -146,7 +146,7 @@ def subset_checkpoint(src: Path, keep: Sequence[int], dest: Path) -> Path:
     from safetensors.torch import load_file, save_file
 
     try:
-        state = json.loads((src / PACK_STATE_FILE).read_text())
+        state = read_json(src / PACK_STATE_FILE)
         size = int(state["members"])
         params = load_file(str(src / EDIT_FILE))
         optimizer = torch.load(str(src / OPTIMIZER_FILE), weights_only=True)
@@ -205,19 +205,29 @@ def subset_checkpoint(src: Path, keep: Sequence[int], dest: Path) -> Path:
     for k, j in position.items():
         shutil.copytree(src / MEMBERS_DIR / str(k), dest / MEMBERS_DIR / str(j))
     pruned = state.get("pruned", {})
-    (dest / PACK_STATE_FILE).write_text(
-        json.dumps(
-            {
-                "members": len(keep),
-                "stage": state["stage"],
-                "live": [position[k] for k in state.get("live", []) if k in position],
-                "pruned": {
-                    str(position[int(k)]): v for k, v in pruned.items() if int(k) in position
-                },
-                "groups": [position[groups[g]] for g in kept],
-                "finished": False,
-            },
-            indent=1,
-        )
+    write_pack_state(
+        dest,
+        members=len(keep),
+        stage=state["stage"],
+        live=[position[k] for k in state.get("live", []) if k in position],
+        pruned={position[int(k)]: v for k, v in pruned.items() if int(k) in position},
+        groups=[position[groups[g]] for g in kept],
     )
     return dest
+
+
+def write_pack_state(
+    checkpoint: Path, *, members: int, stage: str, live, pruned: dict, groups
+) -> None:
+    """``pack_state.json`` of an unfinished pack checkpoint: its size, the stage, the members in
+    the stack, those pruned (member -> epoch), and the member of each optimizer group (a split
+    cuts the optimizer by it)."""
+    state = {
+        "members": members,
+        "stage": stage,
+        "live": list(live),
+        "pruned": {str(k): epoch for k, epoch in pruned.items()},
+        "groups": list(groups),
+        "finished": False,
+    }
+    (checkpoint / PACK_STATE_FILE).write_text(json.dumps(state, indent=1))

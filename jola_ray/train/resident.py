@@ -123,7 +123,7 @@ class Resident:
         self._use_cache = getattr(model.config, "use_cache", None)
         self.loads += 1
         if self.freeze:  # a fresh worker's first trial: the Trainer's full collection is quick
-            _collect()
+            release_memory()
             gc.freeze()
         return model, tok, device
 
@@ -147,7 +147,7 @@ class Resident:
             del self._data[k]
         if self.freeze:
             gc.unfreeze()  # the dropped model's objects become collectable again
-        _collect()
+        release_memory()
 
     def end_trial(self) -> None:
         """Undo a trial's marks on the kept model and free everything else the trial held."""
@@ -157,7 +157,7 @@ class Resident:
             if self._use_cache is not None:
                 m.config.use_cache = self._use_cache  # the Trainer sets it False
             m.eval()
-        _collect()
+        release_memory()
         if self.freeze:
             gc.freeze()  # what survives a trial is long-lived: later collections skip it
 
@@ -184,8 +184,9 @@ class Resident:
         return self.cached(key, build)
 
 
-def _collect() -> None:
-    """Free unreachable objects now (trainer, optimizer and edit hold reference cycles)."""
+def release_memory() -> None:
+    """Free unreachable objects now (trainer, optimizer and edit hold reference cycles) and
+    the CUDA cache (a trial's end; a pack that ran out of memory, before its halves)."""
     gc.collect()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
